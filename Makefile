@@ -1,0 +1,58 @@
+# One entry point for people and CI. `make demo` and `make test` are the two commands a newcomer
+# needs; the rest are the steps they are made of.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+# Pins for everything pip installs, transitive dependencies included.
+CONSTRAINTS := requirements/constraints.txt
+
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench image run-pod clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=25'
+	# torch is pinned to the CPU build for local work and tests; the CUDA image installs its own.
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) --group service --group model --group infra --group dev
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with every pinned dependency
+
+model: venv ## train, gate and export the bundled digits model into build/model
+	$(PY) -m service.model.package --out build/model
+
+lint: venv ## ruff, hadolint, actionlint and the workflow schema
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m scripts.lint_extra
+
+typecheck: venv ## mypy on the service, the infra program, the policy pack and the scripts
+	$(VENV)/bin/mypy
+
+test-fast: venv ## the tests only, without lint and type-check
+	$(VENV)/bin/pytest
+
+test: lint typecheck test-fast ## lint + type-check + every test that runs without a cloud account
+
+demo: venv ## package the model, serve it (in a container when Docker is there) and send real predictions
+	$(PY) -m scripts.demo
+
+manifests: venv ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
+	$(PY) -m infra.tools.manifests --stack $(STACK)
+
+plan: venv ## what `pulumi up -s STACK` would declare, from the program run under mocks
+	$(PY) -m infra.tools.plan --stack $(STACK)
+
+bench: venv ## the service benchmarks; writes benchmarks/results.md
+	$(PY) -m benchmarks.run
+
+clean: ## remove build outputs (keeps the virtualenv)
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

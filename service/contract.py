@@ -1,0 +1,109 @@
+"""The runtime contract shared by the service, its image and the Kubernetes manifests.
+
+This module is the single source of truth for the port, the environment variable names, the
+probe paths and the shutdown timings. The service reads it at start-up, the Dockerfile build
+and the Pulumi program import it, so none of them ever retype a value. It must stay free of heavy
+imports (no torch, no FastAPI): the Pulumi program imports it at preview time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: Port the HTTP server listens on inside the container (``PORT`` overrides it).
+DEFAULT_PORT: Final = 8080
+#: Address the server binds to: every interface of the pod's network namespace.
+BIND_HOST: Final = "0.0.0.0"  # noqa: S104 - a pod must listen on its own interface
+
+#: The unprivileged user and group the image and the pod run as.
+RUN_AS_UID: Final = 10001
+RUN_AS_GID: Final = 10001
+#: The only writable path in the container (an emptyDir / tmpfs); everything else is read-only.
+WRITABLE_DIR: Final = "/tmp"  # noqa: S108 - the one tmpfs mount of a read-only root filesystem
+
+#: Name of the model the bundled image serves when ``MODEL_NAME`` is not set.
+DEFAULT_MODEL_NAME: Final = "digits"
+
+
+@dataclass(frozen=True)
+class EnvVars:
+    """Names of the environment variables the service reads."""
+
+    PORT: str = "PORT"
+    MODEL_NAME: str = "MODEL_NAME"
+    MODEL_URI: str = "MODEL_URI"
+    DEVICE: str = "DEVICE"
+    MAX_BATCH_SIZE: str = "MAX_BATCH_SIZE"
+    BATCH_TIMEOUT_MS: str = "BATCH_TIMEOUT_MS"
+    MAX_REQUEST_BYTES: str = "MAX_REQUEST_BYTES"
+    API_KEY_SECRET_ARN: str = "API_KEY_SECRET_ARN"
+    AWS_REGION: str = "AWS_REGION"
+    LOG_LEVEL: str = "LOG_LEVEL"
+
+
+ENV: Final = EnvVars()
+
+#: Allowed values of ``DEVICE``.
+DEVICES: Final = ("auto", "cpu", "cuda")
+
+#: Defaults of the tunables, used by the service and written into the manifests.
+DEFAULT_MAX_BATCH_SIZE: Final = 32
+DEFAULT_BATCH_TIMEOUT_MS: Final = 5.0
+DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
+DEFAULT_LOG_LEVEL: Final = "INFO"
+
+#: Header carrying the API key on inference routes when ``API_KEY_SECRET_ARN`` is set.
+API_KEY_HEADER: Final = "X-API-Key"
+#: Header that carries (or receives) the request id used in logs.
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """HTTP routes of the service (Open Inference Protocol v2 plus conveniences)."""
+
+    LIVE: str = "/v2/health/live"
+    READY: str = "/v2/health/ready"
+    SERVER_METADATA: str = "/v2"
+    MODEL_METADATA: str = "/v2/models/{name}"
+    MODEL_READY: str = "/v2/models/{name}/ready"
+    MODEL_INFER: str = "/v2/models/{name}/infer"
+    PREDICT: str = "/predict"
+    METRICS: str = "/metrics"
+    DOCS: str = "/docs"
+
+
+PATHS: Final = Paths()
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Probe timings the Deployment uses; chosen so a slow model load never kills the pod."""
+
+    period_seconds: int = 5
+    timeout_seconds: int = 2
+    failure_threshold: int = 3
+    #: startupProbe: up to period * threshold seconds for the model to load and warm up.
+    startup_period_seconds: int = 5
+    startup_failure_threshold: int = 60
+
+
+PROBES: Final = Probes()
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Graceful shutdown timings.
+
+    On SIGTERM readiness turns false at once; the preStop sleep gives the endpoints controller and
+    load balancers time to stop routing new requests before the server stops accepting; in-flight
+    requests then get up to ``drain_seconds`` to finish, all within the pod's grace period.
+    """
+
+    pre_stop_sleep_seconds: int = 5
+    drain_seconds: int = 20
+    termination_grace_period_seconds: int = 30
+
+
+SHUTDOWN: Final = Shutdown()
