@@ -24,6 +24,8 @@ WRITABLE_DIR: Final = "/tmp"  # noqa: S108 - the one tmpfs mount of a read-only 
 
 #: Name of the model the bundled image serves when ``MODEL_NAME`` is not set.
 DEFAULT_MODEL_NAME: Final = "digits"
+#: Where the image keeps the bundled model; ``MODEL_URI`` falls back to it.
+BUNDLED_MODEL_DIR: Final = "/opt/model"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class EnvVars:
     MAX_BATCH_SIZE: str = "MAX_BATCH_SIZE"
     BATCH_TIMEOUT_MS: str = "BATCH_TIMEOUT_MS"
     MAX_REQUEST_BYTES: str = "MAX_REQUEST_BYTES"
-    API_KEY_SECRET_ARN: str = "API_KEY_SECRET_ARN"
+    API_KEY_SECRET_ARN: str = "API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
     AWS_REGION: str = "AWS_REGION"
     LOG_LEVEL: str = "LOG_LEVEL"
 
@@ -57,6 +59,22 @@ DEFAULT_LOG_LEVEL: Final = "INFO"
 API_KEY_HEADER: Final = "X-API-Key"
 #: Header that carries (or receives) the request id used in logs.
 REQUEST_ID_HEADER: Final = "X-Request-ID"
+
+
+@dataclass(frozen=True)
+class LogFields:
+    """Keys of the one-JSON-object-per-line access log; CloudWatch metric filters match on them."""
+
+    TIMESTAMP: str = "ts"
+    LEVEL: str = "level"
+    MESSAGE: str = "msg"
+    REQUEST_ID: str = "request_id"
+    ROUTE: str = "route"
+    STATUS: str = "status"
+    LATENCY_MS: str = "latency_ms"
+
+
+LOG_FIELDS: Final = LogFields()
 
 
 @dataclass(frozen=True)
