@@ -42,6 +42,7 @@ class EnvVars:
     API_KEY_SECRET_ARN: str = "API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
     AWS_REGION: str = "AWS_REGION"
     LOG_LEVEL: str = "LOG_LEVEL"
+    TORCH_THREADS: str = "TORCH_THREADS"
 
 
 ENV: Final = EnvVars()
@@ -54,6 +55,8 @@ DEFAULT_MAX_BATCH_SIZE: Final = 32
 DEFAULT_BATCH_TIMEOUT_MS: Final = 5.0
 DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_LOG_LEVEL: Final = "INFO"
+#: Intra-op threads of the one inference worker; 1 leaves a core for the HTTP event loop.
+DEFAULT_TORCH_THREADS: Final = 1
 
 #: Header carrying the API key on inference routes when ``API_KEY_SECRET_ARN`` is set.
 API_KEY_HEADER: Final = "X-API-Key"
