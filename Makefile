@@ -24,7 +24,15 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) --group service --group model --group infra --group dev
 	touch $@
 
-venv: $(VENV)/.installed ## create the virtualenv with every pinned dependency
+# checkov pins versions that clash with the service's, so it gets a virtualenv of its own.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=25'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	touch $@
+
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtualenvs with every pinned dependency
 
 model: venv ## train, gate and export the bundled digits model into build/model
 	$(PY) -m service.model.package --out build/model
