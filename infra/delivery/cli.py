@@ -1,0 +1,183 @@
+"""``python -m infra.delivery <command>``: what the workflows run, and what people run by hand.
+
+    plan-diff  --stack dev --base origin/main [--head REV | --head-tree DIR] [--out FILE]
+    preview    --stack dev --out build/preview [--pr N]          (needs the Pulumi CLI + backend)
+    ephemeral  up --pr N [--ttl-hours 72] [--comment] | down --pr N [--comment]
+    sweep      [--dry-run]
+    comment    --key plan-diff:dev --body-file F (--pr N | --pr-file F) [--expect-head-sha SHA]
+
+Commands that talk to GitHub read ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY``; commands that talk
+to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from infra.delivery import plan_diff
+from infra.delivery.ephemeral import (
+    EphemeralStackError,
+    deploy,
+    destroy_and_remove,
+    format_deployed,
+)
+from infra.delivery.expiry import ephemeral_stack_name
+from infra.delivery.pr_comment import CommentError, GitHub, fit_detail, parse_pr_number
+from infra.delivery.preview import (
+    LONG_LIVED_STACKS,
+    render_preview_comment,
+    run_preview,
+    write_full_output,
+)
+from infra.delivery.stacks import Pulumi, local_workspace
+from infra.delivery.sweeper import sweep
+
+
+@dataclass
+class Env:
+    """What commands reach outside the process through; tests replace each part."""
+
+    pulumi: Callable[[], Pulumi] = local_workspace
+    github: Callable[[], GitHub] = GitHub.from_environment
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    out: Callable[[str], None] = print
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def _run_url(environ: dict[str, str]) -> str:
+    server = environ.get("GITHUB_SERVER_URL", "https://github.com")
+    repository, run_id = environ.get("GITHUB_REPOSITORY"), environ.get("GITHUB_RUN_ID")
+    return f"{server}/{repository}/actions/runs/{run_id}" if repository and run_id else ""
+
+
+def _cmd_preview(args: argparse.Namespace, env: Env) -> int:
+    outcome = run_preview(env.pulumi(), args.stack)
+    full = write_full_output(outcome, args.out)
+    env.out(f"preview: full output in {full}")
+    run = _run_url(env.environ)
+    where = f"Full output: artifact `preview-{args.stack}`" + (
+        f" of [this run]({run})" if run else ""
+    )
+    body = render_preview_comment(outcome, where + ".")
+    (args.out / f"preview-{args.stack}.md").write_text(body, encoding="utf-8")
+    if args.pr is not None:
+        done = env.github().upsert_comment(args.pr, f"preview:{args.stack}", body)
+        env.out(f"preview: comment {done}")
+    return 0 if outcome.ok else 1
+
+
+def _cmd_ephemeral(args: argparse.Namespace, env: Env) -> int:
+    stack = ephemeral_stack_name(args.pr)
+    pulumi = env.pulumi()
+    if args.action == "up":
+        deployed = deploy(pulumi, stack, now=env.now(), ttl=timedelta(hours=args.ttl_hours))
+        body = format_deployed(deployed)
+        env.out(body)
+        if "GITHUB_OUTPUT" in env.environ and deployed.service_url:
+            with open(env.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as outputs:
+                outputs.write(f"service-url={deployed.service_url}\n")
+    else:
+        existed = destroy_and_remove(pulumi, stack)
+        what = "Destroyed and removed." if existed else "Nothing to tear down: no such stack."
+        body = f"### Ephemeral stack `{stack}`\n\n{what}\n"
+        env.out(body)
+    if args.comment:
+        env.out(f"ephemeral: comment {env.github().upsert_comment(args.pr, 'ephemeral', body)}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, env: Env) -> int:
+    report = sweep(env.pulumi(), env.now(), dry_run=args.dry_run, log=env.out)
+    lines = report.lines(args.dry_run)
+    for line in lines:
+        env.out(line)
+    summary_file = env.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as summary:
+            title = "Sweep (dry run)" if args.dry_run else "Sweep"
+            summary.write(f"### {title}\n\n```\n" + "\n".join(lines) + "\n```\n")
+    return 0 if report.ok else 1
+
+
+def _cmd_comment(args: argparse.Namespace, env: Env) -> int:
+    number = args.pr if args.pr is not None else parse_pr_number(args.pr_file.read_text())
+    github = env.github()
+    if args.expect_head_sha:
+        # The PR number came from a fork's artifact: only trust it if that PR's head is the
+        # commit the artifact was built from.
+        head = github.pull_request_head(number)
+        if head != args.expect_head_sha:
+            raise CommentError(f"PR #{number} head is {head}, not {args.expect_head_sha}")
+    text = args.body_file.read_text(encoding="utf-8")
+    body = fit_detail("", text, reserve=200)
+    env.out(f"comment: {github.upsert_comment(number, args.key, body)} on PR #{number}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.delivery",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("plan-diff", help="offline plan diff (see its --help)", add_help=False)
+
+    preview = commands.add_parser("preview", help="pulumi preview --diff + policy pack")
+    preview.add_argument("--stack", required=True, choices=LONG_LIVED_STACKS)
+    preview.add_argument("--out", type=Path, default=Path("build/preview"))
+    preview.add_argument("--pr", type=int, help="post/edit the PR comment of this stack")
+
+    ephemeral = commands.add_parser("ephemeral", help="create/update or tear down pr-<n>")
+    ephemeral.add_argument("action", choices=("up", "down"))
+    ephemeral.add_argument("--pr", type=int, required=True)
+    ephemeral.add_argument("--ttl-hours", type=float, default=72.0)
+    ephemeral.add_argument("--comment", action="store_true", help="post the result on the PR")
+
+    sweeper = commands.add_parser("sweep", help="destroy + remove expired pr-<n> stacks")
+    sweeper.add_argument("--dry-run", action="store_true", help="only print the decisions")
+
+    comment = commands.add_parser("comment", help="post or edit a marked PR comment")
+    comment.add_argument("--key", required=True, help="which comment, e.g. plan-diff:dev")
+    comment.add_argument("--body-file", type=Path, required=True)
+    target = comment.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pr", type=int)
+    target.add_argument("--pr-file", type=Path, help="file holding the PR number (untrusted)")
+    comment.add_argument("--expect-head-sha", help="refuse unless the PR head is this commit")
+    return parser
+
+
+_COMMANDS = {
+    "preview": _cmd_preview,
+    "ephemeral": _cmd_ephemeral,
+    "sweep": _cmd_sweep,
+    "comment": _cmd_comment,
+}
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    """Parse ``argv``, run the command and return its exit code; errors are one clear line."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["plan-diff"]:
+        return plan_diff.main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    try:
+        return _COMMANDS[args.command](args, env or Env())
+    except (
+        CommentError,
+        EphemeralStackError,
+        ValueError,
+        OSError,
+        auto.CommandError,
+    ) as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,141 @@
+"""Lifecycle of a pull request's ephemeral stack ``pr-<n>`` through the Automation API.
+
+    python -m infra.delivery ephemeral up --pr 123 [--ttl-hours 72]   # create or update
+    python -m infra.delivery ephemeral down --pr 123                  # destroy + stack rm
+
+``up`` writes the stack's config from the ``pr-*`` template, sets the expiry (config key
+``expiresAt`` and stack tag ``expires-at``; every push moves it forward), runs ``pulumi up``
+with the policy pack and prints the service URL. ``down`` destroys every resource and removes the
+stack; a stack that does not exist is already torn down, which is not an error, so a PR closed
+twice or never deployed is fine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from infra.delivery.expiry import (
+    EXPIRY_CONFIG_KEY,
+    EXPIRY_TAG,
+    expiry_after,
+    is_ephemeral_stack,
+)
+from infra.delivery.stacks import POLICY_PACK, REPO_ROOT, OutputCallback, Pulumi, output_text
+
+PROJECT = "torch-eks-inference"
+#: Stack output holding the service's URL (the program exports it on every stack).
+SERVICE_URL_OUTPUT = "serviceUrl"
+#: The template every ``pr-<n>`` stack's config file is written from.
+TEMPLATE_CONFIG = REPO_ROOT / "stacks" / "Pulumi.pr-template.yaml"
+DEFAULT_TTL = timedelta(hours=72)
+
+
+class EphemeralStackError(Exception):
+    """An ephemeral stack operation was refused or failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What ``up`` did: the stack, its new expiry and the service URL (if the program has one)."""
+
+    stack: str
+    expires_at: str
+    service_url: str | None
+    notes: tuple[str, ...] = ()
+
+
+def write_stack_config(template: Path, stack: str, config_dir: Path) -> Path:
+    """Copy the ``pr-*`` template to ``Pulumi.<stack>.yaml`` (CI checkouts start without one).
+
+    The template is the whole truth about a ``pr-<n>`` stack's settings, so the file is rewritten
+    on every update; only the expiry is added to it afterwards.
+    """
+    if not is_ephemeral_stack(stack):
+        raise EphemeralStackError(f"{stack!r} is not an ephemeral stack name (pr-<digits>)")
+    stack = stack.rsplit("/", 1)[-1]
+    if not template.is_file():
+        raise EphemeralStackError(f"ephemeral stack template {template} does not exist")
+    target = config_dir / f"Pulumi.{stack}.yaml"
+    shutil.copyfile(template, target)
+    return target
+
+
+def deploy(
+    pulumi: Pulumi,
+    stack: str,
+    *,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+    template: Path = TEMPLATE_CONFIG,
+    config_dir: Path = REPO_ROOT / "stacks",
+    on_output: OutputCallback = print,
+) -> Deployed:
+    """Create or update ``stack`` (a ``pr-<n>``), move its expiry to ``now + ttl``, run up."""
+    if not is_ephemeral_stack(stack):
+        raise EphemeralStackError(f"refusing to deploy {stack!r}: not a pr-<digits> stack")
+    try:
+        expires_at = expiry_after(now, ttl)
+    except ValueError as exc:
+        raise EphemeralStackError(str(exc)) from exc
+    write_stack_config(template, stack, config_dir)
+    handle = pulumi.stacks.create_or_select(pulumi.qualified(stack), pulumi.workspace)
+    # The expiry goes into config (the program tags what the stack owns with it, and exports it
+    # as an output) before anything is created, so even a failed first update can be swept.
+    handle.set_config(f"{PROJECT}:{EXPIRY_CONFIG_KEY}", auto.ConfigValue(value=expires_at))
+    notes: list[str] = []
+    try:
+        handle.set_tag(EXPIRY_TAG, expires_at)
+    except auto.CommandError as exc:
+        # Self-managed backends may not support stack tags; the output carries the expiry then.
+        notes.append(f"stack tag {EXPIRY_TAG} not set ({_first_line(exc)}); output is used")
+    result = handle.up(policy_packs=[str(POLICY_PACK)], color="never", on_output=on_output)
+    return Deployed(
+        stack=stack,
+        expires_at=expires_at,
+        service_url=output_text(result.outputs, SERVICE_URL_OUTPUT),
+        notes=tuple(notes),
+    )
+
+
+def destroy_and_remove(pulumi: Pulumi, stack: str, on_output: OutputCallback = print) -> bool:
+    """Destroy every resource of ``stack`` and remove it; ``False`` if it did not exist.
+
+    Refuses any name that is not ``pr-<digits>``: this is the one function that deletes, and a
+    long-lived stack must not reach it through a caller's mistake.
+    """
+    if not is_ephemeral_stack(stack):
+        raise EphemeralStackError(f"refusing to destroy {stack!r}: not a pr-<digits> stack")
+    name = pulumi.qualified(stack)
+    try:
+        handle = pulumi.stacks.select(name, pulumi.workspace)
+    except auto.StackNotFoundError:
+        return False
+    handle.destroy(color="never", on_output=on_output)
+    # Removal after a successful destroy only: `stack rm` of a stack that still owns resources
+    # would orphan them (Pulumi refuses it without --force, which is never passed).
+    pulumi.workspace.remove_stack(name)
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def format_deployed(deployed: Deployed) -> str:
+    """The PR comment for a deployed ephemeral stack."""
+    url = f"<{deployed.service_url}>" if deployed.service_url else "*(no service URL output)*"
+    lines = [
+        f"### Ephemeral stack `{deployed.stack}`",
+        "",
+        f"- Service URL: {url}",
+        f"- Expires at: `{deployed.expires_at}` (every push moves it forward; the scheduled "
+        "sweeper destroys the stack after that, closing the PR destroys it at once)",
+    ]
+    lines += [f"- Note: {note}" for note in deployed.notes]
+    return "\n".join(lines) + "\n"
