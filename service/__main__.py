@@ -1,0 +1,108 @@
+"""Entry point: ``python -m service`` serves the model over HTTP with uvicorn.
+
+Reads and validates the settings, reads the API key from Secrets Manager when one is configured,
+then serves until SIGTERM: readiness turns false at once, the listening socket closes, in-flight
+requests (queued batches included) finish within ``SHUTDOWN.drain_seconds``, and the process
+exits 0. Exit 2 means a bad setting or an unreadable API key, exit 1 a model that failed to load;
+either way the reason is the last log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+import uvicorn
+
+from service.api_key import ApiKeyError, fetch_api_key
+from service.app import ServiceState, create_app, service_state
+from service.contract import BIND_HOST, DEFAULT_LOG_LEVEL, SHUTDOWN
+from service.json_logging import configure_logging
+from service.settings import SettingsError, load_settings
+
+logger = logging.getLogger("service")
+
+EXIT_BAD_CONFIG = 2
+EXIT_MODEL_FAILED = 1
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that turns readiness off the moment SIGTERM (or SIGINT) arrives."""
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Mark the service as draining, then let uvicorn stop accepting and drain."""
+        self.state.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def _after_shutdown(sig: int, frame: FrameType | None) -> None:
+    # uvicorn re-raises the signal it handled once it has shut down gracefully; answering it
+    # here (instead of the default action, death by signal) lets the process exit 0.
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument(
+        "--host",
+        default=BIND_HOST,
+        help=f"address to listen on (default {BIND_HOST}; the port comes from PORT)",
+    )
+    args = parser.parse_args(argv)
+
+    configure_logging(DEFAULT_LOG_LEVEL)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        logger.error("%s", exc)
+        return EXIT_BAD_CONFIG
+    configure_logging(settings.log_level)
+
+    api_key = None
+    if settings.api_key_secret_arn is not None:
+        try:
+            api_key = fetch_api_key(settings.api_key_secret_arn, settings.aws_region)
+        except ApiKeyError as exc:
+            logger.error("%s", exc)
+            return EXIT_BAD_CONFIG
+        logger.info("API key read from %s; inference routes need it", settings.api_key_secret_arn)
+
+    server: DrainingServer | None = None
+
+    def stop_after_load_failure() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, api_key=api_key, on_fatal=stop_after_load_failure)
+    state = service_state(app)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN.drain_seconds,
+    )
+    server = DrainingServer(config, state)
+    signal.signal(signal.SIGTERM, _after_shutdown)
+    signal.signal(signal.SIGINT, _after_shutdown)
+    server.run()
+    if state.load_error is not None:
+        logger.error("exiting: the model failed to load: %s", state.load_error)
+        return EXIT_MODEL_FAILED
+    logger.info("server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Dynamic batching: concurrent requests share one forward pass on one dedicated worker thread.
+
+How a batch forms. The worker thread takes the oldest queued request, then everything queued
+behind it that fits (same trailing shapes, at most ``max_batch_size`` rows). If the batch is not
+full and other requests have already announced themselves (an inference route calls
+:meth:`DynamicBatcher.announce` before it reads and decodes the body), it waits for them, but
+never past ``batch_timeout_s`` after the batch's first request arrived. With nothing else on its
+way it runs at once: an idle model adds no delay to a lone request, which a plain
+batch-or-timeout batcher would hold for the whole timeout. Requests that arrive while a batch runs
+queue up and form the next batch, so under load batches fill by themselves.
+
+Inference runs only on the worker thread, never on the event loop, so health probes stay fast
+under full load and torch is never called from many threads at once. A request with more rows
+than ``max_batch_size`` is split into chunks that run in consecutive batches and are joined again.
+A batch that raises fails only the requests in it, with :class:`BatchFailedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+
+logger = logging.getLogger("service.batching")
+
+Arrays = dict[str, np.ndarray]
+RunBatch = Callable[[Arrays], Mapping[str, np.ndarray]]
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher no longer takes requests because the server is shutting down."""
+
+
+class BatchFailedError(RuntimeError):
+    """The model raised while running the batch a request was part of."""
+
+
+@dataclass(eq=False)
+class _Job:
+    """One queued chunk of a request: its arrays, row count and the future awaiting its outputs."""
+
+    inputs: Arrays
+    rows: int
+    key: tuple[tuple[str, str, tuple[int, ...]], ...]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Arrays]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def _compat_key(inputs: Arrays) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    # Only requests whose arrays agree on names, dtypes and every dim but the first can be stacked.
+    return tuple((name, inputs[name].dtype.str, inputs[name].shape[1:]) for name in sorted(inputs))
+
+
+def _settle(results: list[tuple[asyncio.Future[Arrays], Arrays | BaseException]]) -> None:
+    for future, result in results:
+        if future.done():  # the caller went away (cancelled); nobody wants the result
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+
+class Arrival:
+    """A request on its way into the batcher; see :meth:`DynamicBatcher.announce`."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher = batcher
+        self._pending = True
+
+    def __enter__(self) -> Arrival:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._pending:
+            self._pending = False
+            self._batcher._withdraw()
+
+    async def run(self, inputs: Arrays) -> Arrays:
+        """Queue ``inputs`` (all arrays share dim 0) and return the model's outputs for them."""
+        if not self._pending:
+            raise RuntimeError("an Arrival runs one request only")
+        jobs = self._batcher._prepare(inputs)
+        self._pending = False
+        futures = self._batcher._enqueue(jobs, announced=True)
+        parts = [await futures[0]] if len(futures) == 1 else await asyncio.gather(*futures)
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+class DynamicBatcher:
+    """Queues requests from the event loop and runs them in batches on one worker thread."""
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int,
+        batch_timeout_s: float,
+        observe_batch: Callable[[int, float], None] | None = None,
+        observe_queue_time: Callable[[float], None] | None = None,
+        thread_name: str = "inference-worker",
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if batch_timeout_s < 0:
+            raise ValueError(f"batch_timeout_s must be >= 0, got {batch_timeout_s}")
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self._observe_batch = observe_batch
+        self._observe_queue_time = observe_queue_time
+        self._queue: deque[_Job] = deque()
+        self._arriving = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called; no new requests are taken then."""
+        return self._closed
+
+    def announce(self) -> Arrival:
+        """Mark a request as on its way, so a forming batch may wait for it (up to the timeout).
+
+        Use as ``with batcher.announce() as arrival: ...; outputs = await arrival.run(inputs)``;
+        leaving the block without running withdraws the announcement.
+        """
+        with self._cond:
+            if self._closed:
+                raise BatcherClosedError("the server is shutting down and takes no new requests")
+            self._arriving += 1
+        return Arrival(self)
+
+    async def infer(self, inputs: Arrays) -> Arrays:
+        """Queue ``inputs`` and return the model's outputs for them (no prior announcement)."""
+        with self.announce() as arrival:
+            return await arrival.run(inputs)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking requests, let the worker finish every queued one, and wait for it.
+
+        Returns whether the worker finished within ``timeout`` seconds.
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _withdraw(self) -> None:
+        with self._cond:
+            self._arriving -= 1
+            self._cond.notify()
+
+    def _prepare(self, inputs: Arrays) -> list[_Job]:
+        rows = {array.shape[0] if array.ndim else -1 for array in inputs.values()}
+        if len(rows) != 1 or min(rows) < 1:
+            raise ValueError(f"every input needs the same batch size >= 1, got {sorted(rows)}")
+        total = rows.pop()
+        loop = asyncio.get_running_loop()
+        key = _compat_key(inputs)
+        jobs = []
+        for start in range(0, total, self.max_batch_size):
+            stop = min(start + self.max_batch_size, total)
+            chunk = (
+                inputs if stop - start == total else {n: a[start:stop] for n, a in inputs.items()}
+            )
+            jobs.append(_Job(chunk, stop - start, key, loop, loop.create_future()))
+        return jobs
+
+    def _enqueue(self, jobs: list[_Job], *, announced: bool) -> list[asyncio.Future[Arrays]]:
+        with self._cond:
+            if announced:
+                self._arriving -= 1
+            if self._closed:
+                self._cond.notify()
+                raise BatcherClosedError("the server is shutting down and takes no new requests")
+            self._queue.extend(jobs)
+            self._cond.notify()
+        return [job.future for job in jobs]
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            first = self._queue.popleft()
+            batch, rows = [first], first.rows
+            deadline = first.enqueued + self.batch_timeout_s
+            while rows < self.max_batch_size:
+                if self._queue:
+                    candidate = self._queue[0]
+                    if candidate.key != first.key or rows + candidate.rows > self.max_batch_size:
+                        break
+                    batch.append(self._queue.popleft())
+                    rows += candidate.rows
+                    continue
+                # Wait only for requests already on their way; an idle server runs at once.
+                remaining = deadline - time.perf_counter()
+                if self._arriving <= 0 or self._closed or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        if self._observe_queue_time is not None:
+            for job in batch:
+                self._observe_queue_time(started - job.enqueued)
+        rows = sum(job.rows for job in batch)
+        results: list[tuple[asyncio.Future[Arrays], Arrays | BaseException]] = []
+        try:
+            inputs = (
+                batch[0].inputs
+                if len(batch) == 1
+                else {
+                    name: np.concatenate([job.inputs[name] for job in batch])
+                    for name in batch[0].inputs
+                }
+            )
+            outputs = self._run_batch(inputs)
+            for name, array in outputs.items():
+                if array.ndim == 0 or array.shape[0] != rows:
+                    raise BatchFailedError(
+                        f"output {name!r} has shape {list(array.shape)}, expected {rows} rows"
+                    )
+            offset = 0
+            for job in batch:
+                end = offset + job.rows
+                results.append((job.future, {n: a[offset:end] for n, a in outputs.items()}))
+                offset = end
+        except Exception as exc:
+            logger.exception("batch of %d rows failed", rows)
+            error = (
+                exc
+                if isinstance(exc, BatchFailedError)
+                else BatchFailedError(f"{type(exc).__name__}: {exc}")
+            )
+            results = [(job.future, error) for job in batch]
+        else:
+            if self._observe_batch is not None:
+                self._observe_batch(rows, time.perf_counter() - started)
+        for loop in {job.loop for job in batch}:
+            mine = [(future, result) for future, result in results if future.get_loop() is loop]
+            try:
+                loop.call_soon_threadsafe(_settle, mine)
+            except RuntimeError:  # the loop is closed: its callers are gone
+                logger.warning("dropped results of %d requests: their event loop closed", len(mine))
