@@ -25,7 +25,14 @@ from infra.delivery.expiry import (
     expiry_after,
     is_ephemeral_stack,
 )
-from infra.delivery.stacks import POLICY_PACK, REPO_ROOT, OutputCallback, Pulumi, output_text
+from infra.delivery.stacks import (
+    POLICY_PACK,
+    REPO_ROOT,
+    OutputCallback,
+    Pulumi,
+    describe_error,
+    output_text,
+)
 
 PROJECT = "torch-eks-inference"
 #: Stack output holding the service's URL (the program exports it on every stack).
@@ -92,7 +99,7 @@ def deploy(
         handle.set_tag(EXPIRY_TAG, expires_at)
     except auto.CommandError as exc:
         # Self-managed backends may not support stack tags; the output carries the expiry then.
-        notes.append(f"stack tag {EXPIRY_TAG} not set ({_first_line(exc)}); output is used")
+        notes.append(f"stack tag {EXPIRY_TAG} not set ({describe_error(exc)}); output is used")
     result = handle.up(policy_packs=[str(POLICY_PACK)], color="never", on_output=on_output)
     return Deployed(
         stack=stack,
@@ -120,11 +127,6 @@ def destroy_and_remove(pulumi: Pulumi, stack: str, on_output: OutputCallback = p
     # would orphan them (Pulumi refuses it without --force, which is never passed).
     pulumi.workspace.remove_stack(name)
     return True
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def format_deployed(deployed: Deployed) -> str:

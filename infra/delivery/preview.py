@@ -19,7 +19,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from infra.delivery.pr_comment import fit_detail
-from infra.delivery.stacks import POLICY_PACK, Pulumi
+from infra.delivery.stacks import POLICY_PACK, Pulumi, describe_error
 
 LONG_LIVED_STACKS = ("dev", "staging", "prod")
 _CHANGE_COLUMNS = ("create", "update", "replace", "delete", "same")
@@ -52,7 +52,7 @@ def run_preview(pulumi: Pulumi, stack: str) -> PreviewOutcome:
         )
     except auto.CommandError as exc:
         # A mandatory policy violation fails the preview; its output still says why.
-        return PreviewOutcome(stack, "\n".join(lines), {}, error=str(exc).strip() or "failed")
+        return PreviewOutcome(stack, "\n".join(lines), {}, error=describe_error(exc))
     summary = {getattr(op, "value", str(op)): count for op, count in result.change_summary.items()}
     return PreviewOutcome(stack, "\n".join(lines) or result.stdout, summary)
 

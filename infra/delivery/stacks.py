@@ -116,3 +116,16 @@ def output_text(outputs: Mapping[str, auto.OutputValue], key: str) -> str | None
     if output is None or output.secret or output.value in (None, ""):
         return None
     return str(output.value)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a failed Pulumi command: its first ``error:`` line, else its last line.
+
+    ``CommandError`` text is ``code: N / stdout: ... / stderr: ...``; the useful part is the
+    CLI's ``error:`` line, which never holds secret values (Pulumi masks them in diagnostics).
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line[line.index("error:") :][:300]
+    return lines[-1][:300] if lines else type(exc).__name__

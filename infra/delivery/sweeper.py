@@ -27,7 +27,7 @@ from infra.delivery.expiry import (
     decide,
     is_ephemeral_stack,
 )
-from infra.delivery.stacks import OutputCallback, Pulumi, output_text
+from infra.delivery.stacks import OutputCallback, Pulumi, describe_error, output_text
 
 
 @dataclass
@@ -98,7 +98,7 @@ def sweep(
         try:
             destroy_and_remove(pulumi, name, on_output=on_output)
         except auto.CommandError as exc:
-            report.failed[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else "error"
+            report.failed[name] = describe_error(exc)
         else:
             report.deleted.append(name)
     return report
