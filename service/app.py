@@ -15,14 +15,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -60,10 +59,11 @@ SERVER_VERSION = "0.1.0"
 #: v2 protocol extensions this server implements.
 EXTENSIONS = ("binary_tensor_data",)
 
-# Security schemes of the inference routes, so /docs shows both ways to send the key. Module-level
-# because FastAPI resolves the dependency's (string) annotations in the module's namespace.
-_API_KEY_SCHEME = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
-_BEARER_SCHEME = HTTPBearer(auto_error=False)
+#: OpenAPI security schemes of the inference routes when an API key is configured.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+    "BearerToken": {"type": "http", "scheme": "bearer"},
+}
 
 
 class ServableModel(Protocol):
@@ -157,6 +157,8 @@ class ServiceState:
                 batch_timeout_s=settings.batch_timeout_ms / 1000.0,
                 observe_batch=self._observe_batch,
                 observe_queue_time=self.metrics.queue_time.observe,
+                # OpenMP thread counts are per thread: the worker must set its own.
+                thread_setup=lambda: torch.set_num_threads(settings.torch_threads),
             )
             batcher.start()
             self.model = model
@@ -320,15 +322,15 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(AccessMiddleware, metrics=state.metrics)
 
-    def require_api_key(
-        key: Annotated[str | None, Security(_API_KEY_SCHEME)],
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER_SCHEME)],
-    ) -> None:
-        state.api_key.check(
-            key, None if credentials is None else f"Bearer {credentials.credentials}"
-        )
+    # The key is checked by a plain call, not a FastAPI dependency: dependency solving costs
+    # more than a small model's forward pass.
+    def authorize(request: Request) -> None:
+        headers = request.headers
+        state.api_key.check(headers.get(API_KEY_HEADER), headers.get("authorization"))
 
-    authenticated = [Depends(require_api_key)]
+    secured: dict[str, Any] = (
+        {"security": [{name: []} for name in SECURITY_SCHEMES]} if state.api_key.enabled else {}
+    )
 
     def served_model(name: str, version: str | None = None) -> ServableModel:
         if name != settings.model_name:
@@ -384,22 +386,24 @@ def create_app(
         PATHS.MODEL_METADATA,
         response_model=schemas.ModelMetadata,
         responses=metadata_errors,
-        dependencies=authenticated,
+        openapi_extra=secured,
         tags=["metadata"],
     )
-    async def model_metadata(name: str) -> dict[str, Any]:
+    async def model_metadata(request: Request, name: str) -> dict[str, Any]:
         """v2 model metadata: inputs and outputs with name, datatype and shape."""
+        authorize(request)
         return model_metadata_body(served_model(name))
 
     @app.get(
         PATHS.MODEL_METADATA + "/versions/{version}",
         response_model=schemas.ModelMetadata,
         responses=metadata_errors,
-        dependencies=authenticated,
+        openapi_extra=secured,
         tags=["metadata"],
     )
-    async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
+    async def model_version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
         """v2 model metadata of one version (this server serves exactly one)."""
+        authorize(request)
         return model_metadata_body(served_model(name, version))
 
     @app.get(
@@ -427,6 +431,7 @@ def create_app(
     # ------------------------------------------------------------------ inference
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
+        authorize(request)
         model = served_model(name, version)
         batcher = state.batcher
         assert batcher is not None
@@ -462,8 +467,7 @@ def create_app(
             },
             **_error_responses(400, 401, 404, 413, 415, 500, 503),
         },
-        "dependencies": authenticated,
-        "openapi_extra": _request_body(schemas.InferRequestBody, binary=True),
+        "openapi_extra": {**_request_body(schemas.InferRequestBody, binary=True), **secured},
         "tags": ["inference"],
     }
 
@@ -481,12 +485,12 @@ def create_app(
         PATHS.PREDICT,
         response_model=schemas.PredictResponse,
         responses=_error_responses(400, 401, 413, 415, 500, 503),
-        dependencies=authenticated,
-        openapi_extra=_request_body(schemas.PredictRequest),
+        openapi_extra={**_request_body(schemas.PredictRequest), **secured},
         tags=["inference"],
     )
     async def predict(request: Request) -> JSONResponse:
         """Simple JSON: ``{"instances": [row, ...]}`` in, labelled predictions out."""
+        authorize(request)
         model = served_model(settings.model_name)
         batcher = state.batcher
         assert batcher is not None
@@ -526,11 +530,19 @@ def create_app(
         """Prometheus metrics in the text exposition format."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    _install_openapi(app, (schemas.InferRequestBody, schemas.PredictRequest))
+    _install_openapi(
+        app,
+        (schemas.InferRequestBody, schemas.PredictRequest),
+        SECURITY_SCHEMES if state.api_key.enabled else {},
+    )
     return app
 
 
-def _install_openapi(app: FastAPI, request_models: Sequence[type[BaseModel]]) -> None:
+def _install_openapi(
+    app: FastAPI,
+    request_models: Sequence[type[BaseModel]],
+    security_schemes: dict[str, Any],
+) -> None:
     """Add the hand-decoded request bodies' schemas to the generated OpenAPI document."""
 
     def openapi() -> dict[str, Any]:
@@ -541,9 +553,10 @@ def _install_openapi(app: FastAPI, request_models: Sequence[type[BaseModel]]) ->
                 description=app.description,
                 routes=app.routes,
             )
-            components: dict[str, Any] = document.setdefault("components", {}).setdefault(
-                "schemas", {}
-            )
+            sections: dict[str, Any] = document.setdefault("components", {})
+            if security_schemes:
+                sections["securitySchemes"] = security_schemes
+            components: dict[str, Any] = sections.setdefault("schemas", {})
             for model in request_models:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, definition in schema.pop("$defs", {}).items():

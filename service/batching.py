@@ -113,6 +113,7 @@ class DynamicBatcher:
         batch_timeout_s: float,
         observe_batch: Callable[[int, float], None] | None = None,
         observe_queue_time: Callable[[float], None] | None = None,
+        thread_setup: Callable[[], None] | None = None,
         thread_name: str = "inference-worker",
     ) -> None:
         if max_batch_size < 1:
@@ -124,6 +125,7 @@ class DynamicBatcher:
         self.batch_timeout_s = batch_timeout_s
         self._observe_batch = observe_batch
         self._observe_queue_time = observe_queue_time
+        self._thread_setup = thread_setup
         self._queue: deque[_Job] = deque()
         self._arriving = 0
         self._closed = False
@@ -225,6 +227,8 @@ class DynamicBatcher:
             return batch
 
     def _work(self) -> None:
+        if self._thread_setup is not None:
+            self._thread_setup()
         while (batch := self._next_batch()) is not None:
             self._execute(batch)
 
