@@ -1,0 +1,309 @@
+"""The inference service on Kubernetes: namespace, identity, Deployment, Service, scaling.
+
+``Workload`` declares every Kubernetes object the service needs in its own namespace. Ports,
+paths, environment names, UIDs and timings come from ``service.contract`` (through
+``infra.k8s_pod``), so the manifests cannot drift from what the image actually does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.k8s_network import (
+    SERVICE_EXPOSURES,
+    ServiceExposure,
+    allow_service_spec,
+    default_deny_spec,
+    service_annotations,
+    service_spec,
+)
+from infra.k8s_pod import (
+    ContainerResources,
+    PodTemplateInputs,
+    ServiceSettings,
+    pod_template,
+    require_digest_reference,
+    require_dns_label,
+)
+
+#: Annotation put on every object of an ephemeral stack; people and sweepers read it.
+EXPIRY_ANNOTATION = "torch-eks-inference/expires-at"
+#: Pod Security Admission level enforced (and audited, and warned about) in the namespace.
+POD_SECURITY_LEVEL = "restricted"
+
+
+@dataclass(frozen=True)
+class WorkloadArgs:
+    """Inputs of :class:`Workload`; validated on construction, every error names the field."""
+
+    namespace: str
+    app_name: str
+    #: ``<repository>@sha256:<digest>``; a plain string is checked now, an Output when it resolves.
+    image: pulumi.Input[str]
+    aws_region: str
+    #: The Kubernetes ServiceAccount the pods run as; an EKS Pod Identity association made by the
+    #: secrets component binds this (namespace, name) pair to the role that may read the API key.
+    service_account_name: str
+    min_replicas: int = 1
+    max_replicas: int = 3
+    target_cpu_utilization: int = 70
+    scale_down_stabilization_seconds: int = 300
+    #: GPUs per pod; 0 for a CPU-only stack (no GPU limit, no toleration).
+    gpu_count: int = 0
+    #: Node labels the pods must land on (the GPU node group's labels on GPU stacks).
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    resources: ContainerResources = field(default_factory=ContainerResources)
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    exposure: ServiceExposure = "cluster-ip"
+    service_port: int = 80
+    #: ARN of the Secrets Manager secret holding the API key; ``None`` serves without a key.
+    secret_arn: pulumi.Input[str] | None = None
+    #: Extra labels for every object (e.g. the stack name); app.kubernetes.io/* are set here.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: ISO-8601 UTC time after which an ephemeral stack may be destroyed; ``None`` for long-lived.
+    expires_at: str | None = None
+
+    def __post_init__(self) -> None:
+        require_dns_label("namespace", self.namespace)
+        require_dns_label("app_name", self.app_name)
+        require_dns_label("service_account_name", self.service_account_name)
+        if isinstance(self.image, str):
+            require_digest_reference(self.image)
+        if not self.aws_region:
+            raise ValueError("aws_region must not be empty")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas: need 1 <= min_replicas ({self.min_replicas}) <= "
+                f"max_replicas ({self.max_replicas})"
+            )
+        if not 1 <= self.target_cpu_utilization <= 100:
+            raise ValueError(
+                f"target_cpu_utilization {self.target_cpu_utilization} must be 1-100 (percent)"
+            )
+        if not 0 <= self.scale_down_stabilization_seconds <= 3600:
+            raise ValueError(
+                f"scale_down_stabilization_seconds {self.scale_down_stabilization_seconds} "
+                "must be 0-3600 (the Kubernetes limit)"
+            )
+        if not 0 <= self.gpu_count <= 8:
+            raise ValueError(f"gpu_count {self.gpu_count} must be 0-8 (GPUs per pod)")
+        if self.exposure not in SERVICE_EXPOSURES:
+            raise ValueError(f"exposure {self.exposure!r} is not one of {SERVICE_EXPOSURES}")
+        if not 1 <= self.service_port <= 65535:
+            raise ValueError(f"service_port {self.service_port} must be 1-65535")
+        if self.expires_at is not None:
+            try:
+                parsed = datetime.fromisoformat(self.expires_at)
+            except ValueError as exc:
+                raise ValueError(
+                    f"expires_at {self.expires_at!r} is not an ISO-8601 time ({exc})"
+                ) from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"expires_at {self.expires_at!r} needs a UTC offset, e.g. 'Z'")
+
+
+class Workload(pulumi.ComponentResource):
+    """The inference service in its own namespace, hardened and autoscaled.
+
+    Children: Namespace (pod security ``restricted``), ServiceAccount, Deployment, Service,
+    HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget and two NetworkPolicies (deny
+    everything, then allow the service port, DNS, HTTPS and the Pod Identity agent). Pass the
+    cluster's Kubernetes provider in ``opts`` (``providers=[...]`` or ``provider=``).
+    """
+
+    namespace: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
+    service_account_name: pulumi.Output[str]
+    in_cluster_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("torch-inference:workload:Workload", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        selector = {
+            "app.kubernetes.io/name": args.app_name,
+            "app.kubernetes.io/instance": args.namespace,
+        }
+        labels = {
+            **args.labels,
+            **selector,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/managed-by": "pulumi",
+        }
+        annotations = {EXPIRY_ANNOTATION: args.expires_at} if args.expires_at else {}
+        image = pulumi.Output.from_input(args.image).apply(require_digest_reference)
+
+        ns_labels = {
+            f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL
+            for mode in ("enforce", "audit", "warn")
+        }
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.namespace,
+                labels={**labels, **ns_labels},
+                annotations=annotations or None,
+            ),
+            opts=child,
+        )
+
+        def meta(
+            name: str, namespaced: bool = True, extra: Mapping[str, str] | None = None
+        ) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=name,
+                namespace=ns.metadata.name if namespaced else None,
+                labels=labels,
+                annotations={**annotations, **(extra or {})} or None,
+            )
+
+        sa = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=meta(args.service_account_name),
+            # Pods opt out too; the token is only for talking to the Kubernetes API.
+            automount_service_account_token=False,
+            opts=child,
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta(args.app_name),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # No `replicas`: the HPA owns the count, and a value here would reset it on
+                # every `pulumi up`. The API server starts at 1; the HPA lifts it to min at once.
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                revision_history_limit=5,
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    # Never drop below the serving count during a rollout; GPUs are scarce, so
+                    # surge one pod at a time.
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_unavailable=0, max_surge=1
+                    ),
+                ),
+                template=pod_template(
+                    PodTemplateInputs(
+                        container_name=args.app_name,
+                        image=image,
+                        service_account_name=sa.metadata.name,
+                        labels=labels,
+                        selector=selector,
+                        annotations=annotations,
+                        gpu_count=args.gpu_count,
+                        node_selector=args.node_selector,
+                        resources=args.resources,
+                        settings=args.settings,
+                        aws_region=args.aws_region,
+                        secret_arn=args.secret_arn,
+                    )
+                ),
+            ),
+            # A GPU rollout may wait for a node to scale up from zero and pull a CUDA image.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta(args.app_name, extra=service_annotations(args.exposure)),
+            spec=service_spec(args.exposure, selector, args.service_port),
+            opts=child,
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            metadata=meta(args.app_name),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=args.min_replicas,
+                max_replicas=args.max_replicas,
+                metrics=[
+                    k8s.autoscaling.v2.MetricSpecArgs(
+                        type="Resource",
+                        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                            name="cpu",
+                            target=k8s.autoscaling.v2.MetricTargetArgs(
+                                type="Utilization",
+                                average_utilization=args.target_cpu_utilization,
+                            ),
+                        ),
+                    )
+                ],
+                behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+                    # Scale down slowly (a GPU pod is slow to come back), up without delay.
+                    scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                        stabilization_window_seconds=args.scale_down_stabilization_seconds,
+                        policies=[
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
+                                type="Pods", value=1, period_seconds=60
+                            )
+                        ],
+                    ),
+                    scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
+                        stabilization_window_seconds=0,
+                        policies=[
+                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
+                                type="Pods", value=2, period_seconds=60
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta(args.app_name),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                # One pod at a time: keeps n-1 serving during drains, and with a single replica
+                # it still lets node upgrades proceed (minAvailable 1 would block them forever).
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                # A crash-looping pod must never block a drain.
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata=meta("default-deny-all"),
+            spec=default_deny_spec(),
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow-service",
+            metadata=meta(f"{args.app_name}-allow"),
+            spec=allow_service_spec(selector),
+            opts=child,
+        )
+
+        self.namespace = ns.metadata.name
+        self.service_name = service.metadata.name
+        self.deployment_name = deployment.metadata.name
+        self.service_account_name = sa.metadata.name
+        port_suffix = "" if args.service_port == 80 else f":{args.service_port}"
+        self.in_cluster_url = pulumi.Output.concat(
+            "http://",
+            service.metadata.name,
+            ".",
+            ns.metadata.name,
+            ".svc.cluster.local",
+            port_suffix,
+        )
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "service_name": self.service_name,
+                "deployment_name": self.deployment_name,
+                "service_account_name": self.service_account_name,
+                "in_cluster_url": self.in_cluster_url,
+            }
+        )
