@@ -1,0 +1,272 @@
+"""The Pulumi program: composes the components of infra/ for the selected stack.
+
+Long-lived stacks (dev, staging, prod): config -> network -> cluster (+ Container Insights log
+groups) -> add-ons -> registry and image -> API key secret -> Kubernetes provider -> workload ->
+monitoring. Ephemeral ``pr-<n>`` stacks borrow the cluster and registry of ``clusterStack``
+through a StackReference and own only their image tag, secret, namespace and workload.
+
+The Pulumi CLI runs this file from infra/ with infra/ first on ``sys.path``; the repository root
+replaces it so ``infra.*`` and ``service.contract`` import as packages and ``infra/secrets.py``
+never shadows the standard library's ``secrets``.
+"""
+
+import sys
+from pathlib import Path
+
+_INFRA_DIR = Path(__file__).resolve().parent
+_REPO_ROOT = _INFRA_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _INFRA_DIR]
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+import pulumi  # noqa: E402
+import pulumi_aws as aws  # noqa: E402
+import pulumi_kubernetes as k8s  # noqa: E402
+
+from infra import config as stack_config  # noqa: E402
+from infra.addons import Addons, AddonsArgs  # noqa: E402
+from infra.cluster import (  # noqa: E402
+    GPU_NODE_LABELS,
+    SYSTEM_NODE_LABELS,
+    Cluster,
+    ClusterArgs,
+)
+from infra.config import ImageVariant, StackConfig  # noqa: E402
+from infra.network import Network, NetworkArgs  # noqa: E402
+from infra.observability import (  # noqa: E402
+    ContainerInsightsLogs,
+    ContainerInsightsLogsArgs,
+    ServiceMonitoring,
+    ServiceMonitoringArgs,
+)
+from infra.registry import (  # noqa: E402
+    Registry,
+    RegistryArgs,
+    ServiceImage,
+    ServiceImageArgs,
+    source_hash,
+)
+from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
+from infra.workload import Workload, WorkloadArgs  # noqa: E402
+
+#: Name of the Deployment, Service and container of the inference service.
+APP_NAME = "inference"
+
+
+def _image_tag(cfg: StackConfig) -> str:
+    tag = cfg.image_tag or f"{cfg.image_variant.value}-{source_hash(cfg.image_variant)}"
+    # pr-* tags start with the stack name so the registry's lifecycle policy expires them early.
+    return f"{cfg.stack}-{tag}" if cfg.is_ephemeral else tag
+
+
+def _workload(
+    cfg: StackConfig,
+    image_digest: pulumi.Input[str],
+    secret: ApiKeySecret,
+    provider: k8s.Provider,
+    depends_on: list[pulumi.Resource],
+) -> Workload:
+    gpu = cfg.image_variant is ImageVariant.CUDA
+    return Workload(
+        "service",
+        WorkloadArgs(
+            namespace=cfg.namespace,
+            app_name=APP_NAME,
+            image=image_digest,
+            aws_region=cfg.region,
+            service_account_name=cfg.service_account,
+            min_replicas=cfg.hpa_min_replicas,
+            max_replicas=cfg.hpa_max_replicas,
+            target_cpu_utilization=cfg.hpa_target_cpu_utilization,
+            gpu_count=1 if gpu else 0,
+            node_selector=dict(GPU_NODE_LABELS if gpu else SYSTEM_NODE_LABELS),
+            exposure=cfg.service_type.value,
+            secret_arn=secret.secret_arn,
+            labels={"torch-eks-inference/stack": cfg.stack},
+            expires_at=cfg.expires_at_iso,
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=depends_on),
+    )
+
+
+def _secret(
+    cfg: StackConfig, cluster_name: pulumi.Input[str], cluster_arn: pulumi.Input[str]
+) -> ApiKeySecret:
+    return ApiKeySecret(
+        "api-key",
+        ApiKeySecretArgs(
+            secret_name=f"{cfg.project}/{cfg.stack}/api-key",
+            api_key=cfg.api_key,
+            cluster_name=cluster_name,
+            cluster_arn=cluster_arn,
+            namespace=cfg.namespace,
+            service_account=cfg.service_account,
+            recovery_window_days=cfg.secret_recovery_days,
+            deletion_protection=cfg.deletion_protection,
+            tags=cfg.resource_tags,
+        ),
+    )
+
+
+def long_lived(cfg: StackConfig) -> None:
+    """A whole environment: its own VPC, cluster, registry, image, secret and service."""
+    tags = cfg.resource_tags
+    network = Network(
+        "network",
+        NetworkArgs(
+            cluster_name=cfg.cluster_name,
+            vpc_cidr=cfg.vpc_cidr,
+            az_count=cfg.az_count,
+            nat_policy=cfg.nat_policy,
+            tags=tags,
+            existing_vpc_id=cfg.existing_vpc_id,
+            existing_private_subnet_ids=cfg.existing_private_subnet_ids,
+            existing_public_subnet_ids=cfg.existing_public_subnet_ids,
+        ),
+    )
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            cluster_name=cfg.cluster_name,
+            kubernetes_version=cfg.kubernetes_version,
+            private_subnet_ids=network.private_subnet_ids,
+            public_access_cidrs=cfg.public_access_cidrs,
+            gpu_instance_types=cfg.gpu_instance_types,
+            gpu_capacity_type=cfg.gpu_capacity_type,
+            gpu_scaling=cfg.gpu_nodes,
+            gpus_per_node=cfg.gpus_per_node,
+            gpu_root_volume_gib=cfg.gpu_root_volume_gib,
+            system_instance_type=cfg.system_instance_type,
+            system_scaling=cfg.system_nodes,
+            log_retention_days=cfg.log_retention_days,
+            deletion_protection=cfg.deletion_protection,
+            tags=tags,
+            admin_role_arns=cfg.admin_role_arns,
+        ),
+    )
+    logs = ContainerInsightsLogs(
+        "container-insights",
+        ContainerInsightsLogsArgs(
+            cluster_name=cluster.name,
+            account_id=aws.get_caller_identity_output().account_id,
+            region=cfg.region,
+            retention_days=cfg.log_retention_days,
+            partition=cfg.partition,
+            key_deletion_window_days=30 if cfg.deletion_protection else 7,
+            tags=tags,
+        ),
+    )
+    provider = k8s.Provider(
+        "k8s", kubeconfig=cluster.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[cluster])
+    )
+    addons = Addons(
+        "addons",
+        AddonsArgs(
+            cluster_name=cfg.cluster_name,
+            cluster=cluster.eks_cluster,
+            kubernetes_version=cfg.kubernetes_version,
+            system_node_group=cluster.system_node_group,
+            k8s_provider=provider,
+            tags=tags,
+            log_groups=[logs],
+        ),
+    )
+    registry = Registry(
+        "registry",
+        RegistryArgs(
+            repository_name=f"{cfg.project}/{cfg.stack}",
+            ephemeral=cfg.is_ephemeral,
+            deletion_protection=cfg.deletion_protection,
+            tags=tags,
+        ),
+    )
+    image = ServiceImage(
+        "image",
+        ServiceImageArgs(
+            repository_url=registry.repository_url,
+            registry_id=registry.registry_id,
+            variant=cfg.image_variant,
+            tag=_image_tag(cfg),
+        ),
+    )
+    secret = _secret(cfg, cluster.name, cluster.arn)
+    workload = _workload(cfg, image.repo_digest, secret, provider, [addons, secret])
+    monitoring = ServiceMonitoring(
+        "monitoring",
+        ServiceMonitoringArgs(
+            cluster_name=cluster.name,
+            namespace=cfg.namespace,
+            app_name=APP_NAME,
+            application_log_group_name=logs.application_log_group_name,
+            region=cfg.region,
+            gpu_count=1 if cfg.image_variant is ImageVariant.CUDA else 0,
+            kms_key_arn=logs.kms_key_arn,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[workload]),
+    )
+
+    pulumi.export("environment", cfg.environment.value)
+    pulumi.export("region", cfg.region)
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("clusterArn", cluster.arn)
+    pulumi.export("clusterEndpoint", cluster.endpoint)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("privateSubnetIds", network.private_subnet_ids)
+    pulumi.export("gpuNodeGroupName", cluster.gpu_node_group_name)
+    pulumi.export("ecrRepositoryUrl", registry.repository_url)
+    pulumi.export("ecrRegistryId", registry.registry_id)
+    pulumi.export("imageName", image.image_name)
+    pulumi.export("imageDigest", image.repo_digest)
+    pulumi.export("secretArn", secret.secret_arn)
+    pulumi.export("namespace", workload.namespace)
+    pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("applicationLogGroupName", logs.application_log_group_name)
+    pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
+    pulumi.export(
+        "logGroupNames",
+        {"controlPlane": cluster.control_plane_log_group_name, **logs.log_group_names},
+    )
+    pulumi.export("alarmNames", monitoring.alarm_names)
+
+
+def ephemeral(cfg: StackConfig) -> None:
+    """A pr-<n> stack: a namespace, workload, secret and image tag on the borrowed cluster."""
+    assert cfg.cluster_stack is not None  # load_stack_config guarantees it for pr stacks
+    base = pulumi.StackReference(cfg.cluster_stack)
+    cluster_name = base.require_output("clusterName")
+    provider = k8s.Provider("k8s", kubeconfig=base.require_output("kubeconfig"))
+    image = ServiceImage(
+        "image",
+        ServiceImageArgs(
+            repository_url=base.require_output("ecrRepositoryUrl"),
+            registry_id=base.require_output("ecrRegistryId"),
+            variant=cfg.image_variant,
+            tag=_image_tag(cfg),
+        ),
+    )
+    secret = _secret(cfg, cluster_name, base.require_output("clusterArn"))
+    workload = _workload(cfg, image.repo_digest, secret, provider, [secret])
+
+    pulumi.export("environment", cfg.environment.value)
+    pulumi.export("region", cfg.region)
+    pulumi.export("clusterName", cluster_name)
+    pulumi.export("imageName", image.image_name)
+    pulumi.export("imageDigest", image.repo_digest)
+    pulumi.export("secretArn", secret.secret_arn)
+    pulumi.export("namespace", workload.namespace)
+    pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("expiresAt", cfg.expires_at_iso)
+
+
+def main() -> None:
+    """Validate the stack's configuration, then declare its resources."""
+    cfg = stack_config.from_pulumi()
+    if cfg.is_ephemeral:
+        ephemeral(cfg)
+    else:
+        long_lived(cfg)
+
+
+main()

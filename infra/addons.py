@@ -1,0 +1,296 @@
+"""Cluster add-ons: EKS managed add-ons, the NVIDIA device plugin and cluster-autoscaler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY, SYSTEM_NODE_LABELS
+from infra.iam import (
+    AccountContext,
+    document,
+    managed_policy_arn,
+    pod_identity_trust,
+)
+
+#: Helm charts, pinned: (repository, chart, version).
+NVIDIA_DEVICE_PLUGIN_CHART: Final = (
+    "https://nvidia.github.io/k8s-device-plugin",
+    "nvidia-device-plugin",
+    "0.17.1",
+)
+CLUSTER_AUTOSCALER_CHART: Final = (
+    "https://kubernetes.github.io/autoscaler",
+    "cluster-autoscaler",
+    "9.46.6",
+)
+CLUSTER_AUTOSCALER_SERVICE_ACCOUNT: Final = "cluster-autoscaler"
+CLOUDWATCH_AGENT_NAMESPACE: Final = "amazon-cloudwatch"
+CLOUDWATCH_AGENT_SERVICE_ACCOUNT: Final = "cloudwatch-agent"
+
+#: Add-ons that run before any node exists (DaemonSets on host networking).
+NODELESS_ADDONS: Final = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+#: Add-ons whose Deployments need the system nodes to become ACTIVE.
+NODE_ADDONS: Final = ("coredns", "metrics-server", "amazon-cloudwatch-observability")
+
+#: Read-only calls cluster-autoscaler makes on every group it discovers.
+AUTOSCALER_DESCRIBE_ACTIONS: Final = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeTags",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+)
+#: Calls that change capacity, allowed only on this cluster's groups.
+AUTOSCALER_MUTATING_ACTIONS: Final = (
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+)
+
+
+def autoscaler_policy(partition: str, region: str, account: str, cluster_name: str) -> str:
+    """Least-privilege policy of cluster-autoscaler: mutate only ASGs tagged for this cluster."""
+    return document(
+        [
+            {
+                "Sid": "Discover",
+                "Effect": "Allow",
+                "Action": list(AUTOSCALER_DESCRIBE_ACTIONS),
+                "Resource": "*",
+            },
+            {
+                "Sid": "DescribeOwnNodeGroups",
+                "Effect": "Allow",
+                "Action": "eks:DescribeNodegroup",
+                "Resource": f"arn:{partition}:eks:{region}:{account}:nodegroup/{cluster_name}/*",
+            },
+            {
+                "Sid": "ScaleOwnGroupsOnly",
+                "Effect": "Allow",
+                "Action": list(AUTOSCALER_MUTATING_ACTIONS),
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
+                    }
+                },
+            },
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class AddonsArgs:
+    """Inputs of ``Addons``."""
+
+    cluster_name: str
+    cluster: aws.eks.Cluster
+    kubernetes_version: str
+    system_node_group: aws.eks.NodeGroup
+    k8s_provider: k8s.Provider
+    tags: Mapping[str, str]
+    #: Resources the CloudWatch add-on must wait for (our log groups, so retention/KMS are ours).
+    log_groups: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+class Addons(pulumi.ComponentResource):
+    """EKS managed add-ons plus the NVIDIA device plugin and cluster-autoscaler Helm releases."""
+
+    addons: dict[str, aws.eks.Addon]
+
+    def __init__(
+        self, name: str, args: AddonsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("torch-eks:infra:Addons", name, None, opts)
+        self._args = args
+        self._ctx = AccountContext(self)
+        self.addons = {}
+        for addon in NODELESS_ADDONS:
+            self.addons[addon] = self._addon(name, addon, depends_on=[])
+        cloudwatch_role = self._pod_role(
+            f"{name}-cloudwatch-agent",
+            managed=("CloudWatchAgentServerPolicy",),
+            inline=None,
+        )
+        for addon in NODE_ADDONS:
+            extra: list[pulumi.Resource] = [args.system_node_group]
+            pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] = []
+            if addon == "amazon-cloudwatch-observability":
+                extra += [*args.log_groups, self.addons["eks-pod-identity-agent"]]
+                pod_identity = [
+                    aws.eks.AddonPodIdentityAssociationArgs(
+                        role_arn=cloudwatch_role.arn,
+                        service_account=CLOUDWATCH_AGENT_SERVICE_ACCOUNT,
+                    )
+                ]
+            self.addons[addon] = self._addon(
+                name, addon, depends_on=extra, pod_identity=pod_identity
+            )
+        self.nvidia_device_plugin = self._device_plugin(name)
+        self.cluster_autoscaler = self._cluster_autoscaler(name)
+        self.register_outputs({"addons": sorted(self.addons)})
+
+    def _addon(
+        self,
+        name: str,
+        addon: str,
+        depends_on: list[pulumi.Resource],
+        pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
+    ) -> aws.eks.Addon:
+        version = aws.eks.get_addon_version_output(
+            addon_name=addon,
+            kubernetes_version=self._args.kubernetes_version,
+            most_recent=True,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        ).version
+        return aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=self._args.cluster.name,
+            addon_name=addon,
+            addon_version=version,
+            configuration_values=_addon_configuration(addon),
+            pod_identity_associations=pod_identity or None,
+            # EKS installs vpc-cni, kube-proxy and coredns itself; take them over in place.
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+    def _pod_role(
+        self, name: str, managed: Sequence[str], inline: pulumi.Output[str] | None
+    ) -> aws.iam.Role:
+        trust = pulumi.Output.all(self._ctx.account_id, self._args.cluster.arn).apply(
+            lambda v: pod_identity_trust(v[0], v[1])
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=trust,
+            description=f"{self._args.cluster_name}: {name} (EKS Pod Identity)",
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for policy in managed:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{policy}",
+                role=role.name,
+                policy_arn=self._ctx.partition.apply(
+                    lambda p, policy=policy: managed_policy_arn(p, policy)
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        if inline is not None:
+            aws.iam.RolePolicy(
+                f"{name}-policy",
+                role=role.id,
+                policy=inline,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return role
+
+    def _release_opts(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self,
+            provider=self._args.k8s_provider,
+            depends_on=[self._args.system_node_group, self.addons["coredns"]],
+        )
+
+    def _device_plugin(self, name: str) -> k8s.helm.v3.Release:
+        repo, chart, version = NVIDIA_DEVICE_PLUGIN_CHART
+        values: dict[str, Any] = {
+            "nodeSelector": dict(GPU_NODE_LABELS),
+            "tolerations": [
+                {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
+                {"key": "CriticalAddonsOnly", "operator": "Exists"},
+            ],
+            "gfd": {"enabled": False},
+            "nfd": {"enabled": False},
+            "priorityClassName": "system-node-critical",
+        }
+        return k8s.helm.v3.Release(
+            f"{name}-nvidia-device-plugin",
+            name="nvidia-device-plugin",
+            chart=chart,
+            version=version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+            namespace="kube-system",
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=self._release_opts(),
+        )
+
+    def _cluster_autoscaler(self, name: str) -> k8s.helm.v3.Release:
+        cluster_name = self._args.cluster_name
+        policy = pulumi.Output.all(
+            self._ctx.partition, self._ctx.region, self._ctx.account_id
+        ).apply(lambda v: autoscaler_policy(v[0], v[1], v[2], cluster_name))
+        role = self._pod_role(f"{name}-cluster-autoscaler", managed=(), inline=policy)
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-cluster-autoscaler",
+            cluster_name=self._args.cluster.name,
+            namespace="kube-system",
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+            role_arn=role.arn,
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.addons["eks-pod-identity-agent"]]
+            ),
+        )
+        repo, chart, version = CLUSTER_AUTOSCALER_CHART
+        values: dict[str, Any] = {
+            "cloudProvider": "aws",
+            "awsRegion": self._ctx.region,
+            "autoDiscovery": {"clusterName": cluster_name},
+            # The autoscaler's minor version must match the cluster's.
+            "image": {"tag": f"v{self._args.kubernetes_version}.0"},
+            "fullnameOverride": "cluster-autoscaler",
+            "rbac": {
+                "create": True,
+                "serviceAccount": {"create": True, "name": CLUSTER_AUTOSCALER_SERVICE_ACCOUNT},
+            },
+            "extraArgs": {
+                "balance-similar-node-groups": True,
+                "expander": "least-waste",
+                "skip-nodes-with-system-pods": False,
+                "scale-down-unneeded-time": "5m",
+            },
+            "nodeSelector": dict(SYSTEM_NODE_LABELS),
+            "priorityClassName": "system-cluster-critical",
+        }
+        base = self._release_opts()
+        return k8s.helm.v3.Release(
+            f"{name}-cluster-autoscaler",
+            name="cluster-autoscaler",
+            chart=chart,
+            version=version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+            namespace="kube-system",
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions.merge(
+                base, pulumi.ResourceOptions(depends_on=[association])
+            ),
+        )
+
+
+def _addon_configuration(addon: str) -> str | None:
+    """Add-on settings that differ from EKS defaults, as the JSON EKS expects."""
+    settings: dict[str, Any] | None = None
+    if addon == "vpc-cni":
+        # Without this the workload's NetworkPolicy objects are accepted but not enforced.
+        settings = {"enableNetworkPolicy": "true"}
+    elif addon == "amazon-cloudwatch-observability":
+        settings = {"containerLogs": {"enabled": True}}
+    return json.dumps(settings, sort_keys=True) if settings is not None else None

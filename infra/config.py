@@ -1,0 +1,866 @@
+"""One typed, validated view of a stack's configuration.
+
+``load_stack_config`` turns the raw strings Pulumi hands the program into a frozen
+``StackConfig``. Every key is checked; all problems are collected and raised together as one
+``ConfigError`` naming each key, the value it had and what is allowed, so a bad stack file fails
+``pulumi preview`` before a single resource is declared.
+
+Environment-dependent values (NAT policy, GPU capacity type, node counts, retention, HPA
+bounds ...) have one table of defaults per environment kind below. The Pulumi CLI injects the
+project defaults of Pulumi.yaml into every stack, which would hide this table, so Pulumi.yaml
+declares those keys with a sentinel default (``""`` for strings, ``-1`` for integers, ``[]`` for
+lists) that means "the environment's default". The shipped stack files still spell every value
+out, so a reader sees each environment whole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final, TypeVar
+
+import pulumi
+
+#: The Pulumi project name; config keys of this program live in its namespace.
+PROJECT: Final = "torch-eks-inference"
+
+#: Values CloudWatch Logs accepts for a log group's retention, in days.
+CLOUDWATCH_RETENTION_DAYS: Final = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+
+#: Kubernetes versions this program is tested against (EKS standard support).
+SUPPORTED_K8S_VERSIONS: Final = ("1.31", "1.32", "1.33", "1.34")
+
+#: x86_64 NVIDIA instance families the AL2023_x86_64_NVIDIA AMI supports.
+GPU_FAMILIES: Final = ("g4dn", "g5", "g6", "g6e", "gr6", "p4d", "p4de", "p5", "p5e", "p5en")
+#: Sizes that exist across those families, with the GPUs one instance carries.
+_GPUS_BY_SIZE: Final = {
+    "xlarge": 1,
+    "2xlarge": 1,
+    "4xlarge": 1,
+    "8xlarge": 1,
+    "16xlarge": 1,
+    "12xlarge": 4,
+    "24xlarge": 4,
+    "48xlarge": 8,
+    "metal": 8,
+}
+#: Families whose every size carries eight GPUs.
+_EIGHT_GPU_FAMILIES: Final = ("p4d", "p4de", "p5", "p5e", "p5en")
+
+_INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z][a-z0-9-]*)\.(?P<size>[a-z0-9]+)$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
+_PR_STACK = re.compile(r"^pr-(?P<number>[1-9]\d{0,8})$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
+_TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+#: Minimum length of an API key given through config (a generated one has 48 characters).
+MIN_API_KEY_LENGTH: Final = 24
+
+
+class Environment(StrEnum):
+    """Kind of stack: long-lived environments, or an ephemeral stack for one pull request."""
+
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+    PR = "pr"
+
+
+class NatPolicy(StrEnum):
+    """How private subnets reach the internet: one shared NAT gateway or one per AZ."""
+
+    SINGLE = "single"
+    PER_AZ = "per-az"
+
+
+class CapacityType(StrEnum):
+    """EC2 purchasing option of the GPU node group."""
+
+    SPOT = "SPOT"
+    ON_DEMAND = "ON_DEMAND"
+
+
+class ImageVariant(StrEnum):
+    """Which torch build the image carries (``TORCH_VARIANT`` build argument)."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class ServiceType(StrEnum):
+    """How the inference Service is exposed inside the VPC."""
+
+    INTERNAL_NLB = "internal-nlb"
+    CLUSTER_IP = "cluster-ip"
+
+
+class ConfigError(pulumi.RunError):
+    """Every problem found in a stack's configuration, reported together."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"invalid configuration for stack '{stack}' ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}):\n{lines}"
+        )
+
+
+class SecretStr:
+    """A secret config value that never shows itself in ``repr``, logs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The plain value; only for wrapping it in ``pulumi.Output.secret``."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('[secret]')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class NodeScaling:
+    """Size bounds of a managed node group."""
+
+    min_size: int
+    desired_size: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated configuration of one stack; built only by ``load_stack_config``."""
+
+    project: str
+    stack: str
+    environment: Environment
+    region: str
+    kubernetes_version: str
+    cluster_name: str
+    vpc_cidr: str
+    existing_vpc_id: str | None
+    existing_private_subnet_ids: tuple[str, ...]
+    existing_public_subnet_ids: tuple[str, ...]
+    az_count: int
+    nat_policy: NatPolicy
+    public_access_cidrs: tuple[str, ...]
+    admin_role_arns: tuple[str, ...]
+    gpu_instance_types: tuple[str, ...]
+    gpu_capacity_type: CapacityType
+    gpu_nodes: NodeScaling
+    gpu_root_volume_gib: int
+    system_instance_type: str
+    system_nodes: NodeScaling
+    log_retention_days: int
+    hpa_min_replicas: int
+    hpa_max_replicas: int
+    hpa_target_cpu_utilization: int
+    image_variant: ImageVariant
+    image_tag: str | None
+    service_type: ServiceType
+    deletion_protection: bool
+    secret_recovery_days: int
+    expires_at: datetime | None
+    cluster_stack: str | None
+    namespace: str
+    service_account: str
+    api_key: SecretStr | None = field(repr=False)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_ephemeral(self) -> bool:
+        """True for pr-* stacks: they borrow the dev cluster and own only their workload."""
+        return self.environment is Environment.PR
+
+    @property
+    def partition(self) -> str:
+        """The AWS partition of the region (aws, aws-us-gov or aws-cn)."""
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        return "aws"
+
+    @property
+    def gpus_per_node(self) -> int:
+        """GPUs on the smallest configured GPU instance type (what scale-from-zero may assume)."""
+        return min((gpus_of(t) for t in self.gpu_instance_types), default=1)
+
+    @property
+    def expires_at_iso(self) -> str | None:
+        """The expiry time as an ISO-8601 UTC timestamp (``2026-11-28T21:00:00Z``)."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        """Tags every AWS resource of this stack carries (expiry included on pr stacks)."""
+        tags = {
+            "project": self.project,
+            "stack": self.stack,
+            "environment": self.environment.value,
+            "managed-by": "pulumi",
+            **self.tags,
+        }
+        if self.expires_at_iso is not None:
+            tags["expires-at"] = self.expires_at_iso
+        return tags
+
+
+#: Per-environment defaults; the long-lived stack files spell these out too.
+ENVIRONMENT_DEFAULTS: Final[Mapping[Environment, Mapping[str, Any]]] = {
+    Environment.DEV: {
+        "availabilityZoneCount": 2,
+        "natGateways": "single",
+        "gpuInstanceTypes": ["g5.xlarge", "g6.xlarge", "g4dn.xlarge"],
+        "gpuCapacityType": "SPOT",
+        "gpuNodeMin": 0,
+        "gpuNodeDesired": 1,
+        "gpuNodeMax": 2,
+        "systemNodeMin": 1,
+        "systemNodeDesired": 2,
+        "systemNodeMax": 3,
+        "logRetentionDays": 7,
+        "hpaMinReplicas": 1,
+        "hpaMaxReplicas": 2,
+        "imageVariant": "cuda",
+        "serviceType": "cluster-ip",
+        "deletionProtection": False,
+        "secretRecoveryDays": 7,
+    },
+    Environment.STAGING: {
+        "availabilityZoneCount": 2,
+        "natGateways": "single",
+        "gpuInstanceTypes": ["g5.xlarge", "g6.xlarge"],
+        "gpuCapacityType": "SPOT",
+        "gpuNodeMin": 0,
+        "gpuNodeDesired": 1,
+        "gpuNodeMax": 3,
+        "systemNodeMin": 2,
+        "systemNodeDesired": 2,
+        "systemNodeMax": 3,
+        "logRetentionDays": 30,
+        "hpaMinReplicas": 1,
+        "hpaMaxReplicas": 3,
+        "imageVariant": "cuda",
+        "serviceType": "internal-nlb",
+        "deletionProtection": False,
+        "secretRecoveryDays": 7,
+    },
+    Environment.PROD: {
+        "availabilityZoneCount": 3,
+        "natGateways": "per-az",
+        "gpuInstanceTypes": ["g5.xlarge"],
+        "gpuCapacityType": "ON_DEMAND",
+        "gpuNodeMin": 2,
+        "gpuNodeDesired": 2,
+        "gpuNodeMax": 6,
+        "systemNodeMin": 3,
+        "systemNodeDesired": 3,
+        "systemNodeMax": 4,
+        "logRetentionDays": 365,
+        "hpaMinReplicas": 2,
+        "hpaMaxReplicas": 6,
+        "imageVariant": "cuda",
+        "serviceType": "internal-nlb",
+        "deletionProtection": True,
+        "secretRecoveryDays": 30,
+    },
+    Environment.PR: {
+        "logRetentionDays": 3,
+        "hpaMinReplicas": 1,
+        "hpaMaxReplicas": 1,
+        "imageVariant": "cuda",
+        "serviceType": "cluster-ip",
+        "deletionProtection": False,
+        "secretRecoveryDays": 0,
+    },
+}
+
+#: Defaults that do not depend on the environment.
+COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
+    "kubernetesVersion": "1.33",
+    "clusterName": "",
+    "vpcCidr": "10.0.0.0/16",
+    "existingVpcId": "",
+    "existingPrivateSubnetIds": [],
+    "existingPublicSubnetIds": [],
+    "endpointPublicAccessCidrs": [],
+    "adminRoleArns": [],
+    "gpuRootVolumeGiB": 100,
+    "systemInstanceType": "t3.large",
+    "hpaTargetCpuUtilization": 70,
+    "imageTag": "",
+    "expiryHours": 72,
+    "expiresAt": "",
+    "clusterStack": "",
+    "tags": [],
+}
+
+#: Every key this program reads from its own namespace (anything else is a typo).
+KNOWN_KEYS: Final = frozenset(
+    {"environment", "apiKey", *COMMON_DEFAULTS}
+    | {key for defaults in ENVIRONMENT_DEFAULTS.values() for key in defaults}
+)
+#: Keys that only make sense on long-lived stacks; pr stacks borrow dev's cluster.
+_CLUSTER_ONLY_KEYS: Final = frozenset(
+    {
+        "availabilityZoneCount",
+        "natGateways",
+        "gpuInstanceTypes",
+        "gpuCapacityType",
+        "gpuNodeMin",
+        "gpuNodeDesired",
+        "gpuNodeMax",
+        "systemNodeMin",
+        "systemNodeDesired",
+        "systemNodeMax",
+        "vpcCidr",
+        "existingVpcId",
+        "existingPrivateSubnetIds",
+        "existingPublicSubnetIds",
+        "endpointPublicAccessCidrs",
+        "adminRoleArns",
+        "gpuRootVolumeGiB",
+        "systemInstanceType",
+        "kubernetesVersion",
+        "clusterName",
+    }
+)
+
+_T = TypeVar("_T")
+
+
+def gpus_of(instance_type: str) -> int:
+    """GPUs one instance of a validated GPU instance type carries."""
+    family, size = instance_type.split(".", 1)
+    if family in _EIGHT_GPU_FAMILIES:
+        return 8
+    return _GPUS_BY_SIZE[size]
+
+
+class _Reader:
+    """Reads raw config strings, parses them and records every problem instead of raising."""
+
+    def __init__(
+        self,
+        project: str,
+        raw: Mapping[str, str],
+        defaults: Mapping[str, Any],
+    ) -> None:
+        self.project = project
+        self.raw = raw
+        self.defaults = defaults
+        self.problems: list[str] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.project}:{name}"
+
+    def fail(self, name: str, value: object, allowed: str) -> None:
+        self.problems.append(f"{self.key(name)} = {value!r}: {allowed}")
+
+    def has(self, name: str) -> bool:
+        return self.key(name) in self.raw
+
+    def _value(self, name: str) -> tuple[bool, Any]:
+        """(given, value): the raw string if set, else the default (already typed).
+
+        A sentinel (see ``is_unset``) counts as not set: Pulumi.yaml declares it as the project
+        default of every environment-dependent key, so the environment's default applies.
+        """
+        full = self.key(name)
+        if full in self.raw and not is_unset(self.raw[full]):
+            return True, self.raw[full]
+        return False, self.defaults.get(name)
+
+    def string(
+        self, name: str, check: Callable[[str], bool] | None = None, allowed: str = ""
+    ) -> str:
+        _, value = self._value(name)
+        text = "" if value is None else str(value)
+        if check is not None and text and not check(text):
+            self.fail(name, text, allowed)
+        return text
+
+    def choice(self, name: str, enum: type[_T], fallback: _T) -> _T:
+        given, value = self._value(name)
+        if value is None:
+            self.fail(name, None, f"required; one of {', '.join(_members(enum))}")
+            return fallback
+        try:
+            return enum(str(value))  # type: ignore[call-arg]
+        except ValueError:
+            self.fail(name, value, f"must be one of {', '.join(_members(enum))}")
+            return fallback
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        given, value = self._value(name)
+        if value is None:
+            self.fail(name, None, f"required; an integer from {low} to {high}")
+            return low
+        try:
+            number = int(str(value).strip()) if given else int(value)
+        except ValueError:
+            self.fail(name, value, f"must be an integer from {low} to {high}")
+            return low
+        if not low <= number <= high:
+            self.fail(name, value, f"must be an integer from {low} to {high}")
+        return number
+
+    def boolean(self, name: str) -> bool:
+        given, value = self._value(name)
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        self.fail(name, value, "must be true or false")
+        return False
+
+    def string_list(self, name: str) -> list[str]:
+        given, value = self._value(name)
+        if not given:
+            return list(value or [])
+        try:
+            parsed = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            self.fail(
+                name,
+                value,
+                f'must be a list of strings (pulumi config set --path "{name}[0]" VALUE)',
+            )
+            return []
+        return list(parsed)
+
+
+#: Project defaults in Pulumi.yaml that mean "the environment's default" (see module docstring).
+UNSET_SENTINELS: Final = ("", "-1", "[]")
+
+
+def is_unset(raw_value: str) -> bool:
+    """True for a config value that asks for the environment's default."""
+    return raw_value.strip() in UNSET_SENTINELS
+
+
+def _members(enum: type[Any]) -> list[str]:
+    return [str(member.value) for member in enum]
+
+
+def environment_of(stack: str, raw: Mapping[str, str], project: str = PROJECT) -> Environment:
+    """The environment kind: the ``environment`` key, or the stack name (dev, staging, prod, pr-N).
+
+    Raises ConfigError when neither says which one it is.
+    """
+    value = raw.get(f"{project}:environment", "")
+    allowed = ", ".join(_members(Environment))
+    if value:
+        try:
+            return Environment(value)
+        except ValueError:
+            raise ConfigError(
+                stack, [f"{project}:environment = {value!r}: must be one of {allowed}"]
+            ) from None
+    if _PR_STACK.match(stack):
+        return Environment.PR
+    try:
+        return Environment(stack)
+    except ValueError:
+        raise ConfigError(
+            stack,
+            [
+                f"{project}:environment is not set and stack name {stack!r} is not one of "
+                f"dev, staging, prod, pr-<number>; run `pulumi config set environment <{allowed}>`"
+            ],
+        ) from None
+
+
+def load_stack_config(
+    stack: str,
+    raw: Mapping[str, str],
+    *,
+    project: str = PROJECT,
+    secret_keys: frozenset[str] = frozenset(),
+    now: datetime | None = None,
+) -> StackConfig:
+    """Validate raw config (``namespace:key`` -> string, objects JSON-encoded) into a StackConfig.
+
+    Raises ConfigError listing every problem found.
+    """
+    environment = environment_of(stack, raw, project)
+    defaults = {**COMMON_DEFAULTS, **ENVIRONMENT_DEFAULTS[environment]}
+    r = _Reader(project, raw, defaults)
+    ephemeral = environment is Environment.PR
+
+    for full_key in sorted(raw):
+        namespace, _, name = full_key.partition(":")
+        if namespace == project and name not in KNOWN_KEYS:
+            r.fail(name, raw[full_key], f"unknown key; known keys: {', '.join(sorted(KNOWN_KEYS))}")
+        elif (
+            namespace == project
+            and ephemeral
+            and name in _CLUSTER_ONLY_KEYS
+            and not is_unset(raw[full_key])
+            and raw[full_key] != json.dumps(COMMON_DEFAULTS.get(name))
+            and raw[full_key] != str(COMMON_DEFAULTS.get(name))
+        ):
+            r.fail(
+                name,
+                raw[full_key],
+                "not allowed on pr stacks: they reuse the cluster of clusterStack",
+            )
+
+    region = raw.get("aws:region", "")
+    if not region:
+        r.problems.append("aws:region is not set: run `pulumi config set aws:region us-west-2`")
+    elif not _REGION.match(region):
+        r.problems.append(f"aws:region = {region!r}: not an AWS region name such as us-west-2")
+
+    kubernetes_version = r.string(
+        "kubernetesVersion",
+        lambda v: v in SUPPORTED_K8S_VERSIONS,
+        f"must be one of {', '.join(SUPPORTED_K8S_VERSIONS)}",
+    )
+    cluster_name = r.string(
+        "clusterName",
+        lambda v: bool(_CLUSTER_NAME.match(v)),
+        "1-100 letters, digits, - or _, starting with a letter or digit",
+    ) or f"{project}-{stack}"
+
+    vpc_cidr = r.string("vpcCidr")
+    _check_vpc_cidr(r, vpc_cidr)
+    existing_vpc_id = r.string(
+        "existingVpcId", lambda v: bool(_VPC_ID.match(v)), "must look like vpc-0123456789abcdef0"
+    )
+    private_ids = r.string_list("existingPrivateSubnetIds")
+    public_ids = r.string_list("existingPublicSubnetIds")
+    _check_existing_network(r, existing_vpc_id, private_ids, public_ids)
+
+    az_count = 0 if ephemeral else r.integer("availabilityZoneCount", 2, 3)
+    nat_policy = r.choice("natGateways", NatPolicy, NatPolicy.SINGLE) if not ephemeral else (
+        NatPolicy.SINGLE
+    )
+    public_cidrs = r.string_list("endpointPublicAccessCidrs")
+    _check_public_cidrs(r, environment, public_cidrs)
+    admin_arns = r.string_list("adminRoleArns")
+    for arn in admin_arns:
+        if not _IAM_PRINCIPAL_ARN.match(arn):
+            r.fail("adminRoleArns", arn, "each entry must be an IAM role or user ARN")
+
+    gpu_types: list[str] = []
+    capacity = CapacityType.ON_DEMAND
+    gpu_nodes = system_nodes = NodeScaling(0, 0, 0)
+    if not ephemeral:
+        gpu_types = r.string_list("gpuInstanceTypes")
+        _check_gpu_types(r, gpu_types)
+        capacity = r.choice("gpuCapacityType", CapacityType, CapacityType.ON_DEMAND)
+        gpu_nodes = _scaling(r, "gpuNode", minimum=0)
+        system_nodes = _scaling(r, "systemNode", minimum=1)
+    gpu_root = r.integer("gpuRootVolumeGiB", 50, 2000)
+    system_type = r.string(
+        "systemInstanceType", lambda v: _is_cpu_instance_type(v), "a non-GPU instance type"
+    )
+
+    retention = r.integer("logRetentionDays", 1, 3653)
+    if retention not in CLOUDWATCH_RETENTION_DAYS:
+        r.fail(
+            "logRetentionDays",
+            retention,
+            "CloudWatch allows " + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS)),
+        )
+    hpa_min = r.integer("hpaMinReplicas", 1, 100)
+    hpa_max = r.integer("hpaMaxReplicas", 1, 100)
+    if hpa_min > hpa_max:
+        r.fail("hpaMinReplicas", hpa_min, f"must not exceed hpaMaxReplicas ({hpa_max})")
+    hpa_target = r.integer("hpaTargetCpuUtilization", 10, 95)
+
+    variant = r.choice("imageVariant", ImageVariant, ImageVariant.CUDA)
+    if variant is ImageVariant.CUDA and gpu_types and all(map(_is_known_gpu_type, gpu_types)):
+        # Every CUDA replica holds one whole GPU: more replicas than GPUs never schedule.
+        capacity_gpus = gpu_nodes.max_size * min(gpus_of(t) for t in gpu_types)
+        if hpa_max > capacity_gpus:
+            r.fail(
+                "hpaMaxReplicas",
+                hpa_max,
+                f"exceeds the {capacity_gpus} GPU(s) gpuNodeMax ({gpu_nodes.max_size}) nodes "
+                "of the smallest gpuInstanceTypes entry provide; raise gpuNodeMax or lower it",
+            )
+    image_tag = r.string(
+        "imageTag",
+        lambda v: bool(_IMAGE_TAG.match(v)),
+        "a Docker tag: letters, digits, _ . -, at most 128 characters",
+    )
+    service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
+    deletion_protection = r.boolean("deletionProtection")
+    if environment is Environment.PROD and not deletion_protection:
+        r.fail("deletionProtection", False, "prod stacks must keep deletion protection on (true)")
+    recovery_days = r.integer("secretRecoveryDays", 0, 30)
+    if 0 < recovery_days < 7:
+        r.fail("secretRecoveryDays", recovery_days, "Secrets Manager allows 0 or 7-30 days")
+
+    expires_at = _expiry(r, ephemeral, now)
+    cluster_stack = r.string(
+        "clusterStack",
+        lambda v: bool(_STACK_REF.match(v)),
+        "a stack reference: <stack>, <project>/<stack> or <org>/<project>/<stack>",
+    )
+    if ephemeral and not cluster_stack:
+        r.fail(
+            "clusterStack",
+            None,
+            "required on pr stacks: the stack whose cluster they borrow, e.g. "
+            f"`pulumi config set clusterStack <org>/{project}/dev`",
+        )
+    elif not ephemeral and cluster_stack:
+        r.fail("clusterStack", cluster_stack, "only pr stacks borrow another stack's cluster")
+
+    namespace = f"inference-{stack}" if ephemeral else "inference"
+    if not _DNS_LABEL.match(namespace):
+        r.problems.append(
+            f"stack name {stack!r} gives namespace {namespace!r}, not a DNS-1123 label "
+            "(lowercase letters, digits and -, at most 63 characters)"
+        )
+
+    api_key = _api_key(r, secret_keys)
+    tags = _tags(r)
+
+    if r.problems:
+        raise ConfigError(stack, r.problems)
+    return StackConfig(
+        project=project,
+        stack=stack,
+        environment=environment,
+        region=region,
+        kubernetes_version=kubernetes_version,
+        cluster_name=cluster_name,
+        vpc_cidr=vpc_cidr,
+        existing_vpc_id=existing_vpc_id or None,
+        existing_private_subnet_ids=tuple(private_ids),
+        existing_public_subnet_ids=tuple(public_ids),
+        az_count=az_count,
+        nat_policy=nat_policy,
+        public_access_cidrs=tuple(public_cidrs),
+        admin_role_arns=tuple(admin_arns),
+        gpu_instance_types=tuple(gpu_types),
+        gpu_capacity_type=capacity,
+        gpu_nodes=gpu_nodes,
+        gpu_root_volume_gib=gpu_root,
+        system_instance_type=system_type,
+        system_nodes=system_nodes,
+        log_retention_days=retention,
+        hpa_min_replicas=hpa_min,
+        hpa_max_replicas=hpa_max,
+        hpa_target_cpu_utilization=hpa_target,
+        image_variant=variant,
+        image_tag=image_tag or None,
+        service_type=service_type,
+        deletion_protection=deletion_protection,
+        secret_recovery_days=recovery_days,
+        expires_at=expires_at,
+        cluster_stack=cluster_stack or None,
+        namespace=namespace,
+        service_account="inference",
+        api_key=api_key,
+        tags=tags,
+    )
+
+
+def _check_vpc_cidr(r: _Reader, cidr: str) -> None:
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError:
+        r.fail("vpcCidr", cidr, "must be an IPv4 network such as 10.0.0.0/16")
+        return
+    if not 16 <= network.prefixlen <= 20:
+        r.fail("vpcCidr", cidr, "prefix length must be /16 to /20 (EKS pods take VPC addresses)")
+    elif not network.is_private:
+        r.fail("vpcCidr", cidr, "must be a private (RFC 1918) range")
+
+
+def _check_existing_network(
+    r: _Reader, vpc_id: str, private_ids: list[str], public_ids: list[str]
+) -> None:
+    for name, ids in (
+        ("existingPrivateSubnetIds", private_ids),
+        ("existingPublicSubnetIds", public_ids),
+    ):
+        for subnet in ids:
+            if not _SUBNET_ID.match(subnet):
+                r.fail(name, subnet, "each entry must look like subnet-0123456789abcdef0")
+        if len(set(ids)) != len(ids):
+            r.fail(name, ids, "subnet ids must be unique")
+    if vpc_id and len(private_ids) < 2:
+        r.fail(
+            "existingPrivateSubnetIds",
+            private_ids,
+            "an existing VPC needs at least 2 private subnets in different AZs",
+        )
+    if not vpc_id and (private_ids or public_ids):
+        r.fail("existingVpcId", "", "set it when existing subnet ids are given")
+
+
+def _check_public_cidrs(r: _Reader, environment: Environment, cidrs: list[str]) -> None:
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            r.fail("endpointPublicAccessCidrs", cidr, "each entry must be a CIDR like 203.0.113.7/32")
+            continue
+        if network.prefixlen == 0 and environment in (Environment.STAGING, Environment.PROD):
+            r.fail(
+                "endpointPublicAccessCidrs",
+                cidr,
+                f"{environment.value} must not open the Kubernetes API to the whole internet; "
+                "list your office / CI egress ranges, or none for a private-only endpoint",
+            )
+
+
+def _is_gpu_type(value: str) -> bool:
+    match = _INSTANCE_TYPE.match(value)
+    return bool(match and match["family"] in GPU_FAMILIES)
+
+
+def _is_known_gpu_type(value: str) -> bool:
+    match = _INSTANCE_TYPE.match(value)
+    return bool(
+        match
+        and match["family"] in GPU_FAMILIES
+        and (match["family"] in _EIGHT_GPU_FAMILIES or match["size"] in _GPUS_BY_SIZE)
+    )
+
+
+def _is_cpu_instance_type(value: str) -> bool:
+    match = _INSTANCE_TYPE.match(value)
+    return bool(match) and not _is_gpu_type(value) and not value.startswith(("p", "g", "inf", "trn"))
+
+
+def _check_gpu_types(r: _Reader, types: list[str]) -> None:
+    if not types:
+        r.fail("gpuInstanceTypes", types, "at least one GPU instance type is required")
+    for value in types:
+        match = _INSTANCE_TYPE.match(value)
+        if not match or match["family"] not in GPU_FAMILIES:
+            r.fail(
+                "gpuInstanceTypes",
+                value,
+                f"not an x86_64 NVIDIA GPU instance type; families: {', '.join(GPU_FAMILIES)}",
+            )
+        elif match["family"] not in _EIGHT_GPU_FAMILIES and match["size"] not in _GPUS_BY_SIZE:
+            r.fail(
+                "gpuInstanceTypes",
+                value,
+                f"unknown size; sizes: {', '.join(_GPUS_BY_SIZE)}",
+            )
+
+
+def _scaling(r: _Reader, prefix: str, minimum: int) -> NodeScaling:
+    low = r.integer(f"{prefix}Min", minimum, 100)
+    desired = r.integer(f"{prefix}Desired", minimum, 100)
+    high = r.integer(f"{prefix}Max", 1, 100)
+    if not low <= desired <= high:
+        r.fail(
+            f"{prefix}Desired",
+            desired,
+            f"must satisfy {prefix}Min ({low}) <= {prefix}Desired <= {prefix}Max ({high})",
+        )
+    return NodeScaling(low, desired, high)
+
+
+def _expiry(r: _Reader, ephemeral: bool, now: datetime | None) -> datetime | None:
+    hours = r.integer("expiryHours", 1, 720)
+    text = r.string("expiresAt")
+    if not ephemeral:
+        if text:
+            r.fail("expiresAt", text, "only pr stacks expire")
+        return None
+    if text:
+        try:
+            parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            r.fail("expiresAt", text, "must be an ISO-8601 UTC timestamp like 2026-11-28T21:00:00Z")
+            return None
+        return parsed
+    start = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    return start + timedelta(hours=hours)
+
+
+def _api_key(r: _Reader, secret_keys: frozenset[str]) -> SecretStr | None:
+    full = r.key("apiKey")
+    if full not in r.raw:
+        return None
+    value = r.raw[full]
+    command = "pulumi config set --secret apiKey <value>"
+    if full not in secret_keys:
+        # The value would sit in plain text in the stack file and in state: refuse it.
+        r.problems.append(
+            f"{full} is stored in plain text; remove it (`pulumi config rm apiKey`) and run "
+            f"`{command}`"
+        )
+        return None
+    if len(value) < MIN_API_KEY_LENGTH:
+        r.problems.append(
+            f"{full} = [secret]: {len(value)} characters, at least {MIN_API_KEY_LENGTH} "
+            f"required; run `{command}` with a longer key, or `pulumi config rm apiKey` to have "
+            "one generated"
+        )
+    return SecretStr(value)
+
+
+def _tags(r: _Reader) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in r.string_list("tags"):
+        key, sep, value = item.partition("=")
+        if not sep or not _TAG_KEY.match(key) or not _TAG_VALUE.match(value):
+            r.fail("tags", item, "each entry must be KEY=VALUE (AWS tag characters)")
+        elif key.lower().startswith("aws:"):
+            r.fail("tags", item, "the aws: prefix is reserved by AWS")
+        else:
+            tags[key] = value
+    return tags
+
+
+def raw_config_from_pulumi() -> tuple[dict[str, str], frozenset[str]]:
+    """Every config value the engine passed to this program, and which keys are secret."""
+    from pulumi.runtime import config as runtime_config
+
+    raw: dict[str, str] = {}
+    for source in (runtime_config.get_config_env(), runtime_config.CONFIG.get()):
+        raw.update({str(k): str(v) for k, v in source.items()})
+    secrets = frozenset(raw_key for raw_key in raw if runtime_config.is_config_secret(raw_key))
+    env_secrets = frozenset(runtime_config.get_config_secret_keys_env())
+    return raw, secrets | env_secrets
+
+
+def from_pulumi() -> StackConfig:
+    """The running stack's validated configuration (what ``__main__`` calls first)."""
+    raw, secret_keys = raw_config_from_pulumi()
+    return load_stack_config(
+        pulumi.get_stack(), raw, project=pulumi.get_project(), secret_keys=secret_keys
+    )

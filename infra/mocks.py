@@ -1,0 +1,447 @@
+"""Pulumi mocks that answer like AWS, Kubernetes and Docker would, and record every resource.
+
+``ProgramMocks`` gives each resource the computed outputs the program reads later (ARNs in the
+right service format, ECR repository URLs, the EKS endpoint and CA, node group ASG names, image
+digests derived from the build inputs ...) and answers the provider functions the program calls.
+``RecordingMonitor`` keeps every registration - URN, type, name, parent and inputs - for tests,
+the plan tool and the manifest renderer. Values are derived from hashes of names and inputs, never
+random, so two runs of the same program give the same inventory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pulumi
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+ACCOUNT_ID: Final = "123456789012"
+DEPLOYER_ROLE: Final = "PulumiDeployer"
+#: A syntactically valid certificate: what EKS returns base64-encoded as certificateAuthority.data.
+_FAKE_CA_PEM: Final = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBszCCAVmgAwIBAgIUMockMockMockMockMockMockMockMockwCgYIKoZIzj0EAwIw\n"
+    "-----END CERTIFICATE-----\n"
+)
+
+
+def _hex(*parts: object, length: int = 17) -> str:
+    text = "\0".join(str(p) for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _uuid(*parts: object) -> str:
+    h = _hex(*parts, length=32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _alnum(*parts: object, length: int) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    digest = hashlib.sha512("\0".join(str(p) for p in parts).encode()).digest()
+    return "".join(alphabet[b % len(alphabet)] for b in digest[:length])
+
+
+def _autoname(name: str, *parts: object) -> str:
+    """Pulumi's auto-naming: the logical name plus seven characters."""
+    return f"{name}-{_hex(name, *parts, length=7)}"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One resource the program declared (or read), as the engine saw it."""
+
+    urn: str
+    type: str
+    name: str
+    parent_urn: str | None
+    inputs: Mapping[str, Any]
+    read: bool = False
+    custom: bool = True
+
+    @property
+    def parent_name(self) -> str | None:
+        """Logical name of the parent (None for resources directly under the stack)."""
+        if self.parent_urn is None or self.parent_urn.split("::")[2] == "pulumi:pulumi:Stack":
+            return None
+        return self.parent_urn.rsplit("::", 1)[-1]
+
+
+class RecordingMonitor(MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's parent and inputs in order."""
+
+    def __init__(self, mocks: ProgramMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._record(request, response.urn, read=False)
+        return response
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().ReadResource(request)
+        self._record(request, response.urn, read=True)
+        return response
+
+    def _record(self, request: Any, urn: str, read: bool) -> None:
+        from pulumi.runtime import rpc
+
+        props = request.properties if read else request.object
+        self.registrations.append(
+            Registration(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent_urn=request.parent or None,
+                inputs=rpc.deserialize_properties(props),
+                read=read,
+                custom=bool(getattr(request, "custom", True)),
+            )
+        )
+
+
+@dataclass
+class ProgramMocks(pulumi.runtime.Mocks):
+    """Realistic answers for every resource type and function the program uses.
+
+    ``stack_outputs`` maps a referenced stack name to the outputs a StackReference to it sees
+    (pr-* stacks read the dev stack's cluster this way).
+    """
+
+    region: str = "us-west-2"
+    account_id: str = ACCOUNT_ID
+    stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    secret_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ functions
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        token, a = args.token, args.args
+        acct, region = self.account_id, self.region
+        answers: dict[str, Any]
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            answers = {
+                "accountId": acct,
+                "arn": f"arn:aws:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session",
+                "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
+                "id": acct,
+            }
+        elif token == "aws:iam/getSessionContext:getSessionContext":
+            arn = str(a.get("arn", ""))
+            role = arn.split("/")[1] if ":assumed-role/" in arn else DEPLOYER_ROLE
+            answers = {
+                "arn": arn,
+                "issuerArn": f"arn:aws:iam::{acct}:role/{role}",
+                "issuerId": f"AROA{_hex(role).upper()}",
+                "issuerName": role,
+                "sessionName": "pulumi-session",
+                "id": arn,
+            }
+        elif token == "aws:index/getRegion:getRegion":
+            answers = {
+                "name": region,
+                "region": region,
+                "endpoint": f"ec2.{region}.amazonaws.com",
+                "description": region,
+                "id": region,
+            }
+        elif token == "aws:index/getPartition:getPartition":
+            answers = {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": "aws",
+            }
+        elif token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            answers = {
+                "names": [f"{region}{s}" for s in "abcd"],
+                "zoneIds": [f"usw2-az{i}" for i in range(1, 5)],
+                "groupNames": [region] * 4,
+                "id": region,
+            }
+        elif token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            registry = a.get("registryId") or acct
+            password = _alnum("ecr-token", registry, length=64)
+            answers = {
+                "authorizationToken": base64.b64encode(f"AWS:{password}".encode()).decode(),
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "password": password,
+                "proxyEndpoint": f"https://{registry}.dkr.ecr.{region}.amazonaws.com",
+                "userName": "AWS",
+                "id": region,
+            }
+        elif token == "aws:eks/getAddonVersion:getAddonVersion":
+            answers = {
+                "addonName": a["addonName"],
+                "kubernetesVersion": a["kubernetesVersion"],
+                "version": f"v1.{len(a['addonName'])}.0-eksbuild.1",
+                "id": a["addonName"],
+            }
+        elif token == "aws:ec2/getVpc:getVpc":
+            vpc_id = a.get("id") or f"vpc-{_hex('vpc')}"
+            answers = {
+                "id": vpc_id,
+                "arn": f"arn:aws:ec2:{region}:{acct}:vpc/{vpc_id}",
+                "cidrBlock": "10.0.0.0/16",
+                "state": "available",
+            }
+        elif token == "aws:ssm/getParameter:getParameter":
+            answers = {
+                "name": a["name"],
+                "value": f"ami-{_hex(a['name'])}",
+                "type": "String",
+                "arn": f"arn:aws:ssm:{region}:{acct}:parameter{a['name']}",
+                "id": a["name"],
+            }
+        else:
+            raise NotImplementedError(f"ProgramMocks has no answer for function {token}")
+        return answers, []
+
+    # ------------------------------------------------------------------ resources
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        typ, name = args.typ, args.name
+        outputs = self._outputs(typ, name, inputs, args.resource_id)
+        rid = outputs.pop("__id", None) or f"{name}-{_hex(typ, name, length=8)}"
+        return rid, {**inputs, **outputs}
+
+    def _arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+
+    def _outputs(  # noqa: C901 - one branch per resource type reads best as a flat table
+        self, typ: str, name: str, inputs: dict[str, Any], resource_id: str | None
+    ) -> dict[str, Any]:
+        acct, region = self.account_id, self.region
+        if typ == "pulumi:pulumi:StackReference":
+            target = str(resource_id or inputs.get("name") or name)
+            short = target.rsplit("/", 1)[-1]
+            outputs = self.stack_outputs.get(target) or self.stack_outputs.get(short)
+            if outputs is None:
+                raise KeyError(f"no outputs mocked for referenced stack {target!r}")
+            secret_names = list(self.secret_outputs.get(target) or self.secret_outputs.get(short) or ())
+            return {
+                "__id": target,
+                "name": target,
+                "outputs": dict(outputs),
+                "secretOutputNames": secret_names,
+            }
+        if typ.startswith("pulumi:providers:"):
+            return {"__id": _uuid(typ, name)}
+        if typ == "aws:ec2/vpc:Vpc":
+            vid = f"vpc-{_hex(name)}"
+            return {
+                "__id": vid,
+                "arn": self._arn("ec2", f"vpc/{vid}"),
+                "defaultSecurityGroupId": f"sg-{_hex(name, 'default')}",
+                "mainRouteTableId": f"rtb-{_hex(name, 'main')}",
+                "ownerId": acct,
+            }
+        prefixes = {
+            "aws:ec2/subnet:Subnet": ("subnet", "subnet"),
+            "aws:ec2/internetGateway:InternetGateway": ("igw", "internet-gateway"),
+            "aws:ec2/natGateway:NatGateway": ("nat", "natgateway"),
+            "aws:ec2/routeTable:RouteTable": ("rtb", "route-table"),
+            "aws:ec2/routeTableAssociation:RouteTableAssociation": ("rtbassoc", None),
+            "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("sg", "security-group"),
+            "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
+        }
+        if typ in prefixes:
+            prefix, kind = prefixes[typ]
+            rid = f"{prefix}-{_hex(typ, name)}"
+            out: dict[str, Any] = {"__id": rid}
+            if kind is not None:
+                out["arn"] = self._arn("ec2", f"{kind}/{rid}")
+            if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+                out.update({"latestVersion": 1, "defaultVersion": 1})
+            return out
+        if typ == "aws:ec2/eip:Eip":
+            octets = [int(_hex(name, i, length=2), 16) for i in range(2)]
+            return {
+                "__id": f"eipalloc-{_hex(name)}",
+                "allocationId": f"eipalloc-{_hex(name)}",
+                "publicIp": f"52.10.{octets[0]}.{octets[1]}",
+            }
+        if typ == "aws:kms/key:Key":
+            key_id = _uuid("kms", name)
+            return {"__id": key_id, "keyId": key_id, "arn": self._arn("kms", f"key/{key_id}")}
+        if typ == "aws:kms/alias:Alias":
+            alias = str(inputs.get("name") or f"alias/{name}")
+            return {"__id": alias, "arn": self._arn("kms", alias)}
+        if typ == "aws:iam/role:Role":
+            role = str(inputs.get("name") or _autoname(name))
+            return {
+                "__id": role,
+                "name": role,
+                "arn": f"arn:aws:iam::{acct}:role/{role}",
+                "uniqueId": f"AROA{_hex(role).upper()}",
+            }
+        if typ == "aws:iam/rolePolicy:RolePolicy":
+            return {"__id": f"{inputs.get('role')}:{_autoname(name)}", "name": _autoname(name)}
+        if typ == "aws:iam/rolePolicyAttachment:RolePolicyAttachment":
+            return {"__id": f"{inputs.get('role')}-{_hex(name, length=8)}"}
+        if typ == "aws:cloudwatch/logGroup:LogGroup":
+            group = str(inputs.get("name") or _autoname(name))
+            return {"__id": group, "name": group, "arn": self._arn("logs", f"log-group:{group}")}
+        if typ == "aws:eks/cluster:Cluster":
+            cluster = str(inputs.get("name") or _autoname(name))
+            endpoint_id = _hex("eks", cluster, length=32).upper()
+            return {
+                "__id": cluster,
+                "name": cluster,
+                "arn": self._arn("eks", f"cluster/{cluster}"),
+                "endpoint": f"https://{endpoint_id}.gr7.{region}.eks.amazonaws.com",
+                "certificateAuthority": {"data": base64.b64encode(_FAKE_CA_PEM.encode()).decode()},
+                "identities": [
+                    {
+                        "oidcs": [
+                            {"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{endpoint_id}"}
+                        ]
+                    }
+                ],
+                "platformVersion": "eks.1",
+                "status": "ACTIVE",
+                "clusterId": _uuid("cluster", cluster),
+                "vpcConfig": {
+                    **(inputs.get("vpcConfig") or {}),
+                    "clusterSecurityGroupId": f"sg-{_hex('cluster-sg', cluster)}",
+                    "vpcId": f"vpc-{_hex('cluster-vpc', cluster)}",
+                },
+                "version": inputs.get("version") or "1.33",
+            }
+        if typ == "aws:eks/nodeGroup:NodeGroup":
+            group = str(inputs.get("nodeGroupName") or _autoname(name))
+            cluster = inputs.get("clusterName", "cluster")
+            uid = _uuid("ng", cluster, group)
+            return {
+                "__id": f"{cluster}:{group}",
+                "nodeGroupName": group,
+                "arn": self._arn("eks", f"nodegroup/{cluster}/{group}/{uid}"),
+                "resources": [
+                    {
+                        "autoscalingGroups": [{"name": f"eks-{group}-{uid}"}],
+                        "remoteAccessSecurityGroupId": "",
+                    }
+                ],
+                "status": "ACTIVE",
+            }
+        if typ == "aws:eks/addon:Addon":
+            addon, cluster = inputs.get("addonName"), inputs.get("clusterName")
+            return {
+                "__id": f"{cluster}:{addon}",
+                "arn": self._arn("eks", f"addon/{cluster}/{addon}/{_uuid(cluster, addon)}"),
+            }
+        if typ == "aws:eks/accessEntry:AccessEntry":
+            cluster, principal = inputs.get("clusterName"), inputs.get("principalArn")
+            return {
+                "__id": f"{cluster}:{principal}",
+                "accessEntryArn": self._arn(
+                    "eks", f"access-entry/{cluster}/role/{acct}/{_uuid(principal)}"
+                ),
+            }
+        if typ == "aws:eks/podIdentityAssociation:PodIdentityAssociation":
+            cluster = inputs.get("clusterName")
+            assoc = f"a-{_hex(cluster, inputs.get('namespace'), inputs.get('serviceAccount'))}"
+            return {
+                "__id": f"{cluster},{assoc}",
+                "associationId": assoc,
+                "associationArn": self._arn("eks", f"podidentityassociation/{cluster}/{assoc}"),
+            }
+        if typ == "aws:autoscaling/tag:Tag":
+            tag = inputs.get("tag") or {}
+            return {"__id": f"{inputs.get('autoscalingGroupName')},{tag.get('key')}"}
+        if typ == "aws:ecr/repository:Repository":
+            repo = str(inputs.get("name") or _autoname(name))
+            return {
+                "__id": repo,
+                "name": repo,
+                "arn": self._arn("ecr", f"repository/{repo}"),
+                "registryId": acct,
+                "repositoryUrl": f"{acct}.dkr.ecr.{region}.amazonaws.com/{repo}",
+            }
+        if typ == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
+            return {"__id": str(inputs.get("repository")), "registryId": acct}
+        if typ == "aws:secretsmanager/secret:Secret":
+            secret = str(inputs.get("name") or _autoname(name))
+            arn = self._arn("secretsmanager", f"secret:{secret}-{_alnum(secret, length=6)}")
+            return {"__id": arn, "arn": arn, "name": secret}
+        if typ == "aws:secretsmanager/secretVersion:SecretVersion":
+            version = _uuid("version", name)
+            return {
+                "__id": f"{inputs.get('secretId')}|{version}",
+                "arn": inputs.get("secretId"),
+                "versionId": version,
+            }
+        if typ == "random:index/randomPassword:RandomPassword":
+            length = int(inputs.get("length") or 32)
+            value = _alnum("password", name, length=length)
+            return {
+                "__id": "none",
+                "result": pulumi.runtime.rpc.wrap_rpc_secret(value),
+                "bcryptHash": pulumi.runtime.rpc.wrap_rpc_secret(f"$2a$10${_alnum(value, length=53)}"),
+            }
+        if typ == "docker:index/image:Image":
+            image_name = str(inputs.get("imageName") or name)
+            repository = image_name.rsplit(":", 1)[0] if ":" in image_name.rsplit("/", 1)[-1] else image_name
+            digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+            return {
+                "__id": f"{repository}@sha256:{digest}",
+                "imageName": image_name,
+                "repoDigest": f"{repository}@sha256:{digest}",
+                "baseImageName": image_name,
+                "registryServer": image_name.split("/", 1)[0],
+                "context": (inputs.get("build") or {}).get("context", "."),
+                "dockerfile": (inputs.get("build") or {}).get("dockerfile", "Dockerfile"),
+                "platform": (inputs.get("build") or {}).get("platform", ""),
+            }
+        if typ.startswith("kubernetes:"):
+            return self._kubernetes_outputs(typ, name, inputs)
+        if typ.startswith("aws:"):
+            service = typ.split(":")[1].split("/")[0]
+            rid = _autoname(name)
+            return {"__id": rid, "arn": self._arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{rid}")}
+        return {}
+
+    def _kubernetes_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        if typ == "kubernetes:helm.sh/v3:Release":
+            release = str(inputs.get("name") or _autoname(name))
+            return {
+                "__id": f"{inputs.get('namespace', 'default')}/{release}",
+                "name": release,
+                "status": {
+                    "name": release,
+                    "namespace": inputs.get("namespace", "default"),
+                    "status": "deployed",
+                    "chart": inputs.get("chart"),
+                    "version": inputs.get("version"),
+                    "revision": 1,
+                },
+            }
+        metadata = dict(inputs.get("metadata") or {})
+        metadata.setdefault("name", _autoname(name))
+        metadata.setdefault("uid", _uuid("k8s", typ, name))
+        namespace = metadata.get("namespace")
+        out: dict[str, Any] = {
+            "__id": f"{namespace}/{metadata['name']}" if namespace else metadata["name"],
+            "metadata": metadata,
+        }
+        if typ == "kubernetes:core/v1:Service":
+            spec = dict(inputs.get("spec") or {})
+            spec.setdefault("clusterIP", f"172.20.{int(_hex(name, length=2), 16)}.{int(_hex(name, 'ip', length=2), 16)}")
+            out["spec"] = spec
+            if spec.get("type") == "LoadBalancer":
+                out["status"] = {
+                    "loadBalancer": {
+                        "ingress": [
+                            {
+                                "hostname": f"k8s-{metadata['name'][:20]}-{_hex(name, length=10)}"
+                                f".elb.{self.region}.amazonaws.com"
+                            }
+                        ]
+                    }
+                }
+        return out

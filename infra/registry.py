@@ -1,0 +1,215 @@
+"""The ECR repository and the service image built from this repository and pushed to it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker as docker
+
+from infra.config import ImageVariant
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+#: The image definition, relative to the repository root (the build context).
+DOCKERFILE: Final = "service/Dockerfile"
+#: Files whose content decides the image; their hash is the default tag.
+IMAGE_SOURCES: Final = ("service", "pyproject.toml", "requirements", ".dockerignore")
+PLATFORM: Final = "linux/amd64"
+#: Tags pushed by pr-* stacks start with this, so the lifecycle policy can expire them early.
+PR_TAG_PREFIX: Final = "pr-"
+UNTAGGED_EXPIRY_DAYS: Final = 7
+PR_TAG_EXPIRY_DAYS: Final = 14
+KEEP_IMAGES: Final = 50
+
+
+def lifecycle_policy() -> str:
+    """Expire untagged images, pr-* images after two weeks, and keep the newest 50 overall."""
+    rules = [
+        {
+            "rulePriority": 1,
+            "description": f"untagged images after {UNTAGGED_EXPIRY_DAYS} days",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": UNTAGGED_EXPIRY_DAYS,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": f"pull-request images after {PR_TAG_EXPIRY_DAYS} days",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPrefixList": [PR_TAG_PREFIX],
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": PR_TAG_EXPIRY_DAYS,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 3,
+            "description": f"keep the newest {KEEP_IMAGES} images",
+            "selection": {
+                "tagStatus": "any",
+                "countType": "imageCountMoreThan",
+                "countNumber": KEEP_IMAGES,
+            },
+            "action": {"type": "expire"},
+        },
+    ]
+    return json.dumps({"rules": rules}, sort_keys=True)
+
+
+def _source_files(root: Path, entries: Iterable[str]) -> list[Path]:
+    files: list[Path] = []
+    for entry in entries:
+        path = root / entry
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files.extend(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+            )
+    return sorted(files)
+
+
+def source_hash(variant: ImageVariant, root: Path = REPO_ROOT) -> str:
+    """A short hash of everything the image is built from, plus the torch variant.
+
+    Same sources give the same tag, so an unchanged service is not rebuilt under a new name, and
+    changed sources always get a new tag (the repository's tags are immutable).
+    """
+    digest = hashlib.sha256(f"variant={variant.value}\n".encode())
+    for path in _source_files(root, IMAGE_SOURCES):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def build_context() -> tuple[str, str]:
+    """Build context and Dockerfile paths, relative to the working directory.
+
+    The Pulumi CLI runs the program from infra/, the plan tool from the repository root; a
+    relative path keeps the declared inputs the same on every machine.
+    """
+    context = os.path.relpath(REPO_ROOT, Path.cwd())
+    return context, os.path.join(context, DOCKERFILE) if context != "." else DOCKERFILE
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    """Inputs of ``Registry``."""
+
+    repository_name: str
+    ephemeral: bool
+    deletion_protection: bool
+    tags: Mapping[str, str]
+
+
+class Registry(pulumi.ComponentResource):
+    """A private ECR repository: KMS-encrypted, immutable tags, scanned on push, with expiry."""
+
+    repository_url: pulumi.Output[str]
+    registry_id: pulumi.Output[str]
+    repository_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("torch-eks:infra:Registry", name, None, opts)
+        protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"ECR repository {args.repository_name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30 if args.deletion_protection else 7,
+            tags=dict(args.tags),
+            opts=protect,
+        )
+        repository = aws.ecr.Repository(
+            f"{name}-repository",
+            name=args.repository_name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True
+            ),
+            encryption_configurations=[
+                aws.ecr.RepositoryEncryptionConfigurationArgs(
+                    encryption_type="KMS", kms_key=key.arn
+                )
+            ],
+            # Only a throwaway stack may delete a repository that still holds images.
+            force_delete=args.ephemeral,
+            tags=dict(args.tags),
+            opts=protect,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=lifecycle_policy(),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.repository_url = repository.repository_url
+        self.registry_id = repository.registry_id
+        self.repository_arn = repository.arn
+        self.kms_key_arn = key.arn
+        self.register_outputs(
+            {"repository_url": self.repository_url, "repository_arn": self.repository_arn}
+        )
+
+
+@dataclass(frozen=True)
+class ServiceImageArgs:
+    """Inputs of ``ServiceImage``."""
+
+    repository_url: pulumi.Input[str]
+    registry_id: pulumi.Input[str]
+    variant: ImageVariant
+    tag: str
+
+
+class ServiceImage(pulumi.ComponentResource):
+    """The service image, built for linux/amd64 and pushed to ECR; ``repo_digest`` pins it."""
+
+    image_name: pulumi.Output[str]
+    repo_digest: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("torch-eks:infra:ServiceImage", name, None, opts)
+        token = aws.ecr.get_authorization_token_output(
+            registry_id=args.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        context, dockerfile = build_context()
+        image = docker.Image(
+            f"{name}-image",
+            image_name=pulumi.Output.concat(args.repository_url, ":", args.tag),
+            build=docker.DockerBuildArgs(
+                context=context,
+                dockerfile=dockerfile,
+                platform=PLATFORM,
+                args={"TORCH_VARIANT": args.variant.value},
+            ),
+            registry=docker.RegistryArgs(
+                server=token.proxy_endpoint,
+                username=token.user_name,
+                password=pulumi.Output.secret(token.password),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.image_name = image.image_name
+        self.repo_digest = image.repo_digest
+        self.register_outputs({"image_name": self.image_name, "repo_digest": self.repo_digest})
