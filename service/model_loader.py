@@ -187,7 +187,7 @@ def load_model(
     if not artifact.is_file():
         raise ModelLoadError(f"{artifact_display}: missing (the artifact {SIGNATURE_FILE} names)")
     _verify_sha256(artifact, signature.sha256, artifact_display)
-    module = _load_artifact(artifact, signature.platform, torch_device, artifact_display)
+    module = _load_artifact(artifact, signature, torch_device, artifact_display)
     model = LoadedModel(signature, torch_device, module, artifact_display)
     _check_against_signature(model)
     return model
@@ -226,33 +226,90 @@ def _verify_sha256(artifact: Path, expected: str, display: str) -> None:
 
 
 def _load_artifact(
-    artifact: Path, platform: str, device: torch.device, display: str
+    artifact: Path, signature: ModelSignature, device: torch.device, display: str
+) -> Callable[..., Any]:
+    if signature.platform == PLATFORM_TORCHSCRIPT:
+        return _load_torchscript(artifact, device, display)
+    if signature.platform == PLATFORM_EXPORT:
+        return _load_exported(artifact, signature, device, display)
+    raise ModelLoadError(f"{display}: unsupported platform {signature.platform!r}")
+
+
+def _load_torchscript(artifact: Path, device: torch.device, display: str) -> Callable[..., Any]:
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is deprecated upstream but still a supported artifact format here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(artifact), map_location=device)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{display}: not a loadable TorchScript archive ({type(exc).__name__}: {exc})"
+        ) from None
+    scripted.eval()
+    return scripted  # type: ignore[no-any-return]
+
+
+def _load_exported(
+    artifact: Path, signature: ModelSignature, device: torch.device, display: str
 ) -> Callable[..., Any]:
     try:
-        if platform == PLATFORM_TORCHSCRIPT:
-            with warnings.catch_warnings():
-                # TorchScript is deprecated upstream but still a supported artifact format here.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                scripted = torch.jit.load(str(artifact), map_location=device)  # type: ignore[no-untyped-call]
-            scripted.eval()
-            return scripted  # type: ignore[no-any-return]
-        if platform == PLATFORM_EXPORT:
-            program = torch.export.load(artifact)
-            if device.type != "cpu":
-                from torch.export.passes import move_to_device_pass
-
-                program = move_to_device_pass(program, device)
-            return program.module()
+        program = torch.export.load(artifact)
     except Exception as exc:
-        kind = (
-            "TorchScript archive"
-            if platform == PLATFORM_TORCHSCRIPT
-            else "torch.export archive (.pt2)"
-        )
         raise ModelLoadError(
-            f"{display}: not a loadable {kind} ({type(exc).__name__}: {exc})"
+            f"{display}: not a loadable torch.export archive (.pt2) ({type(exc).__name__}: {exc})"
         ) from None
-    raise ModelLoadError(f"{display}: unsupported platform {platform!r}")
+    _check_exported_inputs(program, signature, display)
+    if device.type != "cpu":
+        from torch.export.passes import move_to_device_pass
+
+        program = move_to_device_pass(program, device)
+    return program.module()
+
+
+def _check_exported_inputs(
+    program: torch.export.ExportedProgram, signature: ModelSignature, display: str
+) -> None:
+    """Compare the exported program's recorded input dtypes and shapes with the signature.
+
+    An exported program does not check dtypes when called, so a signature declaring the wrong
+    datatype would otherwise load and silently feed the model converted data.
+    """
+    from torch.export.graph_signature import InputKind, TensorArgument
+
+    names = [
+        spec.arg.name
+        for spec in program.graph_signature.input_specs
+        if spec.kind == InputKind.USER_INPUT and isinstance(spec.arg, TensorArgument)
+    ]
+    if len(names) != len(signature.inputs):
+        raise ModelLoadError(
+            f"{display}: the exported program takes {len(names)} tensor inputs; "
+            f"{SIGNATURE_FILE} declares {len(signature.inputs)}"
+        )
+    recorded = {node.name: node.meta.get("val") for node in program.graph.nodes}
+    for spec, name in zip(signature.inputs, names, strict=True):
+        value = recorded.get(name)
+        if not isinstance(value, torch.Tensor):
+            continue  # no metadata recorded: the zero-batch run still checks this input
+        # A symbolic size is free (-1); a plain int is a size the program was specialised to.
+        shape = [dim if isinstance(dim, int) else -1 for dim in value.shape]
+        fits = (
+            value.dtype == torch_dtype(spec.datatype)
+            and len(shape) == len(spec.shape)
+            and all(have in (-1, want) for have, want in zip(shape, spec.shape, strict=True))
+        )
+        if not fits:
+            raise ModelLoadError(
+                f"{display}: input {spec.name!r} is {_datatype_name(value.dtype)} {shape} in the "
+                f"exported program; {SIGNATURE_FILE} declares {spec.datatype} {list(spec.shape)}"
+            )
+
+
+def _datatype_name(dtype: torch.dtype) -> str:
+    try:
+        return datatype_of_torch(dtype)
+    except SignatureError:
+        return str(dtype)
 
 
 def _check_against_signature(model: LoadedModel) -> None:
@@ -274,10 +331,7 @@ def _check_against_signature(model: LoadedModel) -> None:
 
 
 def _check_output(source: str, spec: TensorSpec, tensor: torch.Tensor, batch_size: int) -> None:
-    try:
-        datatype = datatype_of_torch(tensor.dtype)
-    except SignatureError:
-        datatype = str(tensor.dtype)
+    datatype = _datatype_name(tensor.dtype)
     if datatype != spec.datatype:
         raise ModelLoadError(
             f"{source}: output {spec.name!r} is {datatype}; "
