@@ -7,7 +7,8 @@
     comment    --key plan-diff:dev --body-file F (--pr N | --pr-file F) [--expect-head-sha SHA]
 
 Commands that talk to GitHub read ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY``; commands that talk
-to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND_URL``).
+to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND_URL``);
+``ephemeral up`` sets ``clusterStack`` from ``EPHEMERAL_CLUSTER_STACK`` when that is set.
 """
 
 from __future__ import annotations
@@ -78,7 +79,14 @@ def _cmd_ephemeral(args: argparse.Namespace, env: Env) -> int:
     stack = ephemeral_stack_name(args.pr)
     pulumi = env.pulumi()
     if args.action == "up":
-        deployed = deploy(pulumi, stack, now=env.now(), ttl=timedelta(hours=args.ttl_hours))
+        cluster_stack = env.environ.get("EPHEMERAL_CLUSTER_STACK", "").strip()
+        deployed = deploy(
+            pulumi,
+            stack,
+            now=env.now(),
+            ttl=timedelta(hours=args.ttl_hours),
+            extra_config={"clusterStack": cluster_stack} if cluster_stack else None,
+        )
         body = format_deployed(deployed)
         env.out(body)
         if "GITHUB_OUTPUT" in env.environ and deployed.service_url:
@@ -115,7 +123,9 @@ def _cmd_comment(args: argparse.Namespace, env: Env) -> int:
         # commit the artifact was built from.
         head = github.pull_request_head(number)
         if head != args.expect_head_sha:
-            raise CommentError(f"PR #{number} head is {head}, not {args.expect_head_sha}")
+            # A newer push (whose own run will comment) or a forged number: post nothing.
+            env.out(f"comment: skipped, PR #{number} head is {head}, not {args.expect_head_sha}")
+            return 0
     text = args.body_file.read_text(encoding="utf-8")
     body = fit_detail("", text, reserve=200)
     env.out(f"comment: {github.upsert_comment(number, args.key, body)} on PR #{number}")

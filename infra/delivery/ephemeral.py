@@ -13,6 +13,7 @@ twice or never deployed is fine.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,9 +81,14 @@ def deploy(
     ttl: timedelta = DEFAULT_TTL,
     template: Path = TEMPLATE_CONFIG,
     config_dir: Path = REPO_ROOT / "stacks",
+    extra_config: Mapping[str, str] | None = None,
     on_output: OutputCallback = print,
 ) -> Deployed:
-    """Create or update ``stack`` (a ``pr-<n>``), move its expiry to ``now + ttl``, run up."""
+    """Create or update ``stack`` (a ``pr-<n>``), move its expiry to ``now + ttl``, run up.
+
+    ``extra_config`` overrides template keys for this deployment, e.g. ``clusterStack`` (the
+    fully qualified dev stack, which differs per Pulumi organisation or backend).
+    """
     if not is_ephemeral_stack(stack):
         raise EphemeralStackError(f"refusing to deploy {stack!r}: not a pr-<digits> stack")
     try:
@@ -91,6 +97,8 @@ def deploy(
         raise EphemeralStackError(str(exc)) from exc
     write_stack_config(template, stack, config_dir)
     handle = pulumi.stacks.create_or_select(pulumi.qualified(stack), pulumi.workspace)
+    for key, value in sorted((extra_config or {}).items()):
+        handle.set_config(f"{PROJECT}:{key}", auto.ConfigValue(value=value))
     # The expiry goes into config (the program tags what the stack owns with it, and exports it
     # as an output) before anything is created, so even a failed first update can be swept.
     handle.set_config(f"{PROJECT}:{EXPIRY_CONFIG_KEY}", auto.ConfigValue(value=expires_at))

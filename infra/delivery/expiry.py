@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 EXPIRY_TAG = "expires-at"
 EXPIRY_CONFIG_KEY = "expiresAt"
 EXPIRY_OUTPUT = "expiresAt"
-#: Longest lifetime an ephemeral stack may ask for; longer ones are a typo, not a plan.
-MAX_TTL = timedelta(days=14)
+#: Longest lifetime an ephemeral stack may ask for: the program's bound on ``expiryHours``.
+MAX_TTL = timedelta(hours=720)
 
 _EPHEMERAL_STACK = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]*/){0,2}pr-(?P<number>[0-9]+)")
 

@@ -172,7 +172,7 @@ def test_cli_ephemeral_up_down_and_comment(tmp_path: Path, monkeypatch: pytest.M
     backend = FakeBackend(up_outputs={"serviceUrl": auto.OutputValue("http://x", False)})
     api, out = FakeGitHubApi(), []
     outputs = tmp_path / "github_output"
-    env = _env(backend, api, out, GITHUB_OUTPUT=str(outputs))
+    env = _env(backend, api, out, GITHUB_OUTPUT=str(outputs), EPHEMERAL_CLUSTER_STACK="acme/p/dev")
     written: list[str] = []  # the repository's own stacks/ folder must stay untouched
     monkeypatch.setattr(
         "infra.delivery.ephemeral.write_stack_config", lambda *a: written.append(a[1])
@@ -180,6 +180,7 @@ def test_cli_ephemeral_up_down_and_comment(tmp_path: Path, monkeypatch: pytest.M
     assert main(["ephemeral", "up", "--pr", "1", "--comment"], env) == 0
     assert outputs.read_text() == "service-url=http://x\n"
     assert written == ["pr-1"]
+    assert backend.stacks["pr-1"]["config"]["torch-eks-inference:clusterStack"] == "acme/p/dev"
     assert main(["ephemeral", "down", "--pr", "1", "--comment"], env) == 0
     assert main(["ephemeral", "down", "--pr", "1"], env) == 0
     (comment,) = api.comments.values()
@@ -206,7 +207,8 @@ def test_cli_comment_from_fork_artifact_checks_the_head(tmp_path: Path) -> None:
     api, out = FakeGitHubApi(head_sha="abc"), []
     base = ["comment", "--key", "plan-diff:dev", "--body-file", str(body)]
     env = _env(FakeBackend(), api, out)
-    assert main([*base, "--pr-file", str(number), "--expect-head-sha", "zzz"], env) == 2
+    assert main([*base, "--pr-file", str(number), "--expect-head-sha", "zzz"], env) == 0
     assert not api.comments
+    assert "skipped" in out[-1]
     assert main([*base, "--pr-file", str(number), "--expect-head-sha", "abc"], env) == 0
     assert json.dumps(list(api.comments.values())).count("Offline plan diff") == 1

@@ -90,7 +90,7 @@ def test_up_refuses_missing_template_and_bad_ttl(template: Path) -> None:
     with pytest.raises(EphemeralStackError, match="does not exist"):
         _deploy(backend, template.parent / "nope.yaml")
     with pytest.raises(EphemeralStackError, match="longer than"):
-        _deploy(backend, template, ttl=timedelta(days=30))
+        _deploy(backend, template, ttl=timedelta(days=31))
     assert backend.calls == []
 
 
