@@ -12,9 +12,11 @@ checkov. Exit status: 0 clean, 1 schema errors or unskipped checkov findings, 2 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +55,29 @@ class SchemaError:
         return f"{self.document}: {self.path or '<root>'}: {self.message}"
 
 
+@dataclass(frozen=True)
+class CheckovFinding:
+    """One checkov result: check id and name, the object (``Kind.namespace.name``), the file."""
+
+    check_id: str
+    check_name: str
+    resource: str
+    file: str
+    #: Why it was skipped (the text after ``=`` in the ``checkov.io/skipN`` annotation).
+    reason: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.check_id} {self.check_name} [{self.resource} in {Path(self.file).name}]"
+        return f"{text}: {self.reason}" if self.reason else text
+
+
 @dataclass
 class CheckovReport:
     """What checkov found: failed checks (unskipped) and skipped ones, with their reasons."""
 
     passed: int = 0
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    failed: list[CheckovFinding] = field(default_factory=list)
+    skipped: list[CheckovFinding] = field(default_factory=list)
 
 
 def _normalise(value: Any) -> Any:
@@ -126,7 +144,8 @@ def write_documents(docs: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Pa
     paths = []
     for doc in docs:
         path = out_dir / f"{document_id(doc)}.yaml"
-        path.write_text(yaml.safe_dump(dict(doc), sort_keys=False), encoding="utf-8")
+        # Sorted keys: stable diffs between runs (apiVersion, kind, metadata, spec stay first).
+        path.write_text(yaml.safe_dump(dict(doc), sort_keys=True), encoding="utf-8")
         paths.append(path)
     return paths
 
@@ -206,11 +225,101 @@ def parse_checkov_json(output: str) -> CheckovReport:
         results = run.get("results", {})
         report.passed += int(run.get("summary", {}).get("passed", 0))
         for check in results.get("failed_checks", []):
-            report.failed.append(
-                f"{check['check_id']} {check.get('check_name', '')} "
-                f"[{check.get('resource', '')} in {Path(check.get('file_path', '')).name}]"
-            )
+            report.failed.append(_finding(check))
         for check in results.get("skipped_checks", []):
-            reason = (check.get("check_result") or {}).get("suppress_comment", "")
-            report.skipped.append(f"{check['check_id']} [{check.get('resource', '')}]: {reason}")
+            report.skipped.append(_finding(check))
     return report
+
+
+def _finding(check: Mapping[str, Any]) -> CheckovFinding:
+    return CheckovFinding(
+        check_id=str(check["check_id"]),
+        check_name=str(check.get("check_name", "")),
+        resource=str(check.get("resource", "")),
+        file=str(check.get("file_path", "")),
+        reason=str((check.get("check_result") or {}).get("suppress_comment", "")),
+    )
+
+
+def program_resources(stack: str) -> tuple[list[RecordedResource], str]:
+    """Run the program for ``stack`` under mocks: its resources (secrets masked) and the
+    Kubernetes version of the cluster they would run on.
+
+    Long-lived stacks declare the EKS cluster, so its ``version`` input is authoritative; a pr-*
+    stack borrows the cluster of ``clusterStack``, whose stack file says the version.
+    """
+    from infra.config import COMMON_DEFAULTS, PROJECT
+    from infra.tools import plan
+
+    run = plan.run_program(stack)
+    resources = [
+        RecordedResource(entry["type"], entry["name"], entry["inputs"])
+        for entry in plan.inventory(run)
+    ]
+    versions = {str(r.inputs["version"]) for r in resources if r.type == "aws:eks/cluster:Cluster"}
+    if len(versions) > 1:
+        raise ValueError(f"stack {stack} declares clusters of several versions: {versions}")
+    if versions:
+        return resources, versions.pop()
+    raw, _ = plan.read_stack_config(plan.config_file(stack))
+    cluster_stack = raw.get(f"{PROJECT}:clusterStack", "").rsplit("/", 1)[-1] or stack
+    cluster_raw, _ = plan.read_stack_config(plan.config_file(cluster_stack))
+    version = (
+        cluster_raw.get(f"{PROJECT}:kubernetesVersion") or COMMON_DEFAULTS["kubernetesVersion"]
+    )
+    return resources, str(version)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.tools.manifests",
+        description="Render, schema-validate and checkov-scan the Kubernetes objects of a stack.",
+    )
+    parser.add_argument("--stack", required=True, help="dev, staging, prod or pr-<n>")
+    parser.add_argument("--out", type=Path, help="output folder (default build/manifests/STACK)")
+    parser.add_argument(
+        "--no-checkov", action="store_true", help="skip the checkov scan (schemas only)"
+    )
+    parser.add_argument("--checkov", type=Path, default=DEFAULT_CHECKOV, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out or REPO_ROOT / "build" / "manifests" / args.stack
+
+    try:
+        resources, kubernetes_version = program_resources(args.stack)
+        docs = documents(resources)
+        version = schema_version(kubernetes_version)
+    except Exception as exc:  # the program or its config refused the stack: say why, exit 2
+        print(f"manifests: {args.stack}: {exc}", file=sys.stderr)
+        return 2
+    paths = write_documents(docs, out_dir)
+    print(f"{len(paths)} Kubernetes objects of stack {args.stack} written to {out_dir}")
+
+    failed = False
+    errors = validate_documents(docs, kubernetes_version)
+    for error in errors:
+        print(f"SCHEMA ERROR {error}")
+    print(
+        f"schema (kubernetes-validate {kubernetes_validate.__version__}, Kubernetes {version}, "
+        f"strict): {len(docs) - len({e.document for e in errors})}/{len(docs)} valid"
+    )
+    failed |= bool(errors)
+
+    if args.no_checkov:
+        print("checkov: skipped (--no-checkov)")
+    else:
+        report = run_checkov(out_dir, args.checkov)
+        for finding in report.failed:
+            print(f"CHECKOV FAILED {finding}")
+        for skipped in report.skipped:
+            print(f"checkov skipped {skipped}")
+        print(
+            f"checkov: {report.passed} passed, {len(report.failed)} failed, "
+            f"{len(report.skipped)} skipped (each skip annotated in place with its reason)"
+        )
+        failed |= bool(report.failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
