@@ -305,7 +305,8 @@ def decode_infer_request(
 ) -> InferRequest:
     """Decode and validate a v2 inference request body against the model's signature."""
     json_part, binary_part = _split_body(body, header_length)
-    document = _object(_parse_json(json_part, "the inference request header"), "the request")
+    what = "the request body" if header_length is None else f"the JSON header ({BINARY_HEADER})"
+    document = _object(_parse_json(json_part, what), "the request")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequestError("id must be a string")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -44,7 +45,10 @@ class _Classifier(torch.nn.Module):
 def write_model_dir(target: Path, *, name: str, hidden: int, depth: int) -> Path:
     """Script a seeded classifier into ``target`` with its signature.json."""
     torch.manual_seed(0)
-    module = torch.jit.script(_Classifier(hidden, depth).eval())
+    with warnings.catch_warnings():
+        # TorchScript is deprecated upstream but remains a platform the loader serves.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(_Classifier(hidden, depth).eval())
     target.mkdir(parents=True, exist_ok=True)
     artifact = target / "model.ts"
     module.save(str(artifact))
@@ -62,6 +66,12 @@ def write_model_dir(target: Path, *, name: str, hidden: int, depth: int) -> Path
     return target
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the loop uvicorn serves the app on."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fast digits-shaped model (one small hidden layer)."""
@@ -76,7 +86,7 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_settings(model_dir: Path, **overrides: object) -> Settings:
+def settings_for(model_dir: Path, **overrides: object) -> Settings:
     """Settings for an in-process app serving ``model_dir`` on the CPU."""
     base = Settings(model_uri=str(model_dir), device="cpu")
     return replace(base, **overrides)  # type: ignore[arg-type]
@@ -103,7 +113,7 @@ def make_client(tiny_model_dir: Path) -> Iterator[AppFactory]:
     clients: list[TestClient] = []
 
     def build(*, api_key: str | None = None, wait: bool = True, **overrides: object) -> TestClient:
-        settings = test_settings(tiny_model_dir, **overrides)
+        settings = settings_for(tiny_model_dir, **overrides)
         app = create_app(settings, api_key=api_key)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

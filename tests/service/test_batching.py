@@ -1,0 +1,187 @@
+"""The dynamic batcher: who shares a batch, how long anyone waits, and how failures stay contained."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+
+from service.batching import BatcherClosedError, BatchFailedError, DynamicBatcher
+
+Arrays = dict[str, np.ndarray]
+pytestmark = pytest.mark.anyio
+
+
+class RecordingModel:
+    """Doubles its input and records the row count of every batch it runs (on which thread)."""
+
+    def __init__(self, delay: float = 0.0, fail_when: float | None = None) -> None:
+        self.delay = delay
+        self.fail_when = fail_when
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, inputs: Arrays) -> Mapping[str, np.ndarray]:
+        self.threads.add(threading.current_thread().name)
+        self.release.wait(5)
+        x = inputs["x"]
+        self.batches.append(x.shape[0])
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_when is not None and (x == self.fail_when).any():
+            raise RuntimeError("poisoned row")
+        return {"y": x * 2}
+
+
+def rows(*values: float) -> Arrays:
+    return {"x": np.asarray(values, dtype=np.float32).reshape(-1, 1)}
+
+
+def make(
+    model: RecordingModel, *, max_batch_size: int = 8, timeout: float = 0.05
+) -> DynamicBatcher:
+    batcher = DynamicBatcher(model, max_batch_size=max_batch_size, batch_timeout_s=timeout)
+    batcher.start()
+    return batcher
+
+
+async def test_results_go_back_to_their_callers() -> None:
+    model = RecordingModel()
+    batcher = make(model)
+    results = await asyncio.gather(*(batcher.infer(rows(i, i + 0.5)) for i in range(20)))
+    for i, result in enumerate(results):
+        assert result["y"].ravel().tolist() == [2 * i, 2 * i + 1]
+    assert batcher.close(5)
+    assert model.threads == {"inference-worker"}
+
+
+async def test_requests_queued_while_the_model_runs_share_the_next_batch() -> None:
+    model = RecordingModel()
+    model.release.clear()  # hold the first batch so the others queue behind it
+    batcher = make(model, max_batch_size=8)
+    first = asyncio.ensure_future(batcher.infer(rows(0)))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.ensure_future(batcher.infer(rows(i))) for i in range(1, 12)]
+    await asyncio.sleep(0.05)
+    model.release.set()
+    await asyncio.gather(first, *rest)
+    assert model.batches == [1, 8, 3]
+    assert batcher.close(5)
+
+
+async def test_an_idle_model_adds_no_delay() -> None:
+    # A 2 s timeout would dominate if the batcher waited for the timeout with nobody coming.
+    model = RecordingModel()
+    batcher = make(model, timeout=2.0)
+    await batcher.infer(rows(1))  # first call starts the thread's work loop
+    started = time.perf_counter()
+    await batcher.infer(rows(1))
+    assert time.perf_counter() - started < 0.5
+    assert batcher.close(5)
+
+
+async def test_a_forming_batch_waits_for_announced_requests_up_to_the_timeout() -> None:
+    model = RecordingModel()
+    batcher = make(model, timeout=1.0)
+    late = batcher.announce()  # a request whose body is still being read
+
+    async def arrive_later() -> Arrays:
+        await asyncio.sleep(0.1)
+        with late:
+            return await late.run(rows(2))
+
+    results = await asyncio.gather(batcher.infer(rows(1)), arrive_later())
+    assert model.batches == [2]
+    assert [r["y"].item() for r in results] == [2.0, 4.0]
+    assert batcher.close(5)
+
+
+async def test_the_timeout_bounds_the_wait_for_a_request_that_never_comes() -> None:
+    model = RecordingModel()
+    batcher = make(model, timeout=0.1)
+    stuck = batcher.announce()
+    started = time.perf_counter()
+    await batcher.infer(rows(1))
+    waited = time.perf_counter() - started
+    assert 0.09 <= waited < 1.0
+    with stuck:
+        pass  # withdrawn without running
+    started = time.perf_counter()
+    await batcher.infer(rows(1))
+    assert time.perf_counter() - started < 0.09
+    assert batcher.close(5)
+
+
+async def test_a_request_larger_than_the_max_batch_is_split_and_joined() -> None:
+    model = RecordingModel()
+    batcher = make(model, max_batch_size=4)
+    values = [float(i) for i in range(10)]
+    result = await batcher.infer(rows(*values))
+    assert result["y"].ravel().tolist() == [2 * v for v in values]
+    assert model.batches == [4, 4, 2]
+    assert batcher.close(5)
+
+
+async def test_a_failing_batch_fails_only_its_own_requests() -> None:
+    model = RecordingModel(fail_when=-1.0)
+    model.release.clear()
+    batcher = make(model, max_batch_size=2)
+    blocker = asyncio.ensure_future(batcher.infer(rows(0)))
+    await asyncio.sleep(0.05)
+    # Queued behind the blocker: [-1, 1] share a batch and fail; [2, 3] form the next and pass.
+    futures = [asyncio.ensure_future(batcher.infer(rows(v))) for v in (-1.0, 1.0, 2.0, 3.0)]
+    await asyncio.sleep(0.05)
+    model.release.set()
+    results = await asyncio.gather(blocker, *futures, return_exceptions=True)
+    assert isinstance(results[1], BatchFailedError) and "poisoned row" in str(results[1])
+    assert isinstance(results[2], BatchFailedError)
+    assert [r["y"].item() for r in (results[0], results[3], results[4])] == [0.0, 4.0, 6.0]  # type: ignore[index]
+    # The worker survives the failure.
+    assert (await batcher.infer(rows(5)))["y"].item() == 10.0
+    assert batcher.close(5)
+
+
+async def test_requests_of_different_trailing_shapes_never_share_a_batch() -> None:
+    model = RecordingModel()
+    model.release.clear()
+    batcher = make(model)
+    first = asyncio.ensure_future(batcher.infer(rows(0)))
+    await asyncio.sleep(0.05)
+    wide = {"x": np.zeros((1, 3), dtype=np.float32)}
+    others = [
+        asyncio.ensure_future(batcher.infer(rows(1))),
+        asyncio.ensure_future(batcher.infer(wide)),
+        asyncio.ensure_future(batcher.infer(rows(2))),
+    ]
+    await asyncio.sleep(0.05)
+    model.release.set()
+    results = await asyncio.gather(first, *others)
+    assert results[2]["y"].shape == (1, 3)
+    assert model.batches == [1, 1, 1, 1]
+    assert batcher.close(5)
+
+
+async def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
+    model = RecordingModel(delay=0.02)
+    batcher = make(model, max_batch_size=1)
+    futures = [asyncio.ensure_future(batcher.infer(rows(i))) for i in range(5)]
+    await asyncio.sleep(0)  # let every request reach the queue
+    closed = asyncio.get_running_loop().run_in_executor(None, batcher.close, 5.0)
+    results = await asyncio.gather(*futures)
+    assert [r["y"].item() for r in results] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert await closed is True
+    with pytest.raises(BatcherClosedError):
+        await batcher.infer(rows(1))
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch_size"):
+        DynamicBatcher(RecordingModel(), max_batch_size=0, batch_timeout_s=0.0)
+    with pytest.raises(ValueError, match="batch_timeout_s"):
+        DynamicBatcher(RecordingModel(), max_batch_size=1, batch_timeout_s=-1.0)

@@ -1,0 +1,92 @@
+"""Settings from the environment: the contract's defaults, and one clear message per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import contract
+from service.settings import Settings, SettingsError, load_settings
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:inference-api-key-AbCdEf"
+
+
+def test_defaults_come_from_the_contract() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.port == contract.DEFAULT_PORT
+    assert settings.model_uri == contract.BUNDLED_MODEL_DIR
+    assert settings.model_name == contract.DEFAULT_MODEL_NAME
+    assert settings.max_batch_size == contract.DEFAULT_MAX_BATCH_SIZE
+    assert settings.batch_timeout_ms == contract.DEFAULT_BATCH_TIMEOUT_MS
+    assert settings.api_key_secret_arn is None
+
+
+def test_every_variable_is_read() -> None:
+    env = contract.ENV
+    settings = load_settings(
+        {
+            env.PORT: "9000",
+            env.MODEL_NAME: "resnet-50",
+            env.MODEL_URI: "s3://models/resnet/1",
+            env.DEVICE: "cuda",
+            env.MAX_BATCH_SIZE: "64",
+            env.BATCH_TIMEOUT_MS: "2.5",
+            env.MAX_REQUEST_BYTES: "1048576",
+            env.API_KEY_SECRET_ARN: ARN,
+            env.AWS_REGION: "eu-west-1",
+            env.LOG_LEVEL: "debug",
+            env.TORCH_THREADS: "4",
+        }
+    )
+    assert settings == Settings(
+        port=9000,
+        model_name="resnet-50",
+        model_uri="s3://models/resnet/1",
+        device="cuda",
+        max_batch_size=64,
+        batch_timeout_ms=2.5,
+        max_request_bytes=1048576,
+        api_key_secret_arn=ARN,
+        aws_region="eu-west-1",
+        log_level="DEBUG",
+        torch_threads=4,
+    )
+
+
+def test_empty_values_mean_unset() -> None:
+    assert load_settings({contract.ENV.MODEL_URI: "", contract.ENV.PORT: ""}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("MAX_BATCH_SIZE", "0", "an integer from 1 to 4096"),
+        ("MAX_BATCH_SIZE", "many", "an integer from 1 to 4096"),
+        ("DEVICE", "gpu", "one of auto, cpu, cuda"),
+        ("PORT", "abc", "an integer from 1 to 65535"),
+        ("PORT", "70000", "an integer from 1 to 65535"),
+        ("BATCH_TIMEOUT_MS", "-1", "a number of milliseconds from 0 to 10000"),
+        ("BATCH_TIMEOUT_MS", "nan", "a number of milliseconds from 0 to 10000"),
+        ("MAX_REQUEST_BYTES", "10", "an integer from 1024"),
+        ("LOG_LEVEL", "chatty", "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("MODEL_NAME", "../etc", "letters, digits"),
+        ("API_KEY_SECRET_ARN", "my-secret", "a Secrets Manager ARN"),
+        ("AWS_REGION", "Europe", "an AWS region name"),
+        ("TORCH_THREADS", "0", "an integer from 1 to 256"),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(
+    name: str, value: str, allowed: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({name: value})
+    message = str(caught.value)
+    assert f"{name}={value!r}" in message
+    assert allowed in message
+
+
+def test_every_bad_value_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"MAX_BATCH_SIZE": "0", "DEVICE": "gpu"})
+    assert "MAX_BATCH_SIZE='0'" in str(caught.value)
+    assert "DEVICE='gpu'" in str(caught.value)
