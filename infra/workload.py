@@ -121,6 +121,8 @@ class Workload(pulumi.ComponentResource):
     deployment_name: pulumi.Output[str]
     service_account_name: pulumi.Output[str]
     in_cluster_url: pulumi.Output[str]
+    #: DNS name of the internal NLB (``None`` for a ClusterIP Service).
+    load_balancer_hostname: pulumi.Output[str | None]
 
     def __init__(
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None
@@ -298,8 +300,10 @@ class Workload(pulumi.ComponentResource):
             ".svc.cluster.local",
             port_suffix,
         )
+        self.load_balancer_hostname = service.status.apply(_load_balancer_hostname)
         self.register_outputs(
             {
+                "load_balancer_hostname": self.load_balancer_hostname,
                 "namespace": self.namespace,
                 "service_name": self.service_name,
                 "deployment_name": self.deployment_name,
@@ -307,3 +311,10 @@ class Workload(pulumi.ComponentResource):
                 "in_cluster_url": self.in_cluster_url,
             }
         )
+
+
+def _load_balancer_hostname(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:
+    """The first load-balancer ingress hostname the cloud controller wrote into the status."""
+    if status is None or status.load_balancer is None or not status.load_balancer.ingress:
+        return None
+    return status.load_balancer.ingress[0].hostname

@@ -30,6 +30,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs)))
         outputs = dict(args.inputs)
         service = args.typ.split(":")[1].split("/")[0] if args.typ.startswith("aws:") else ""
+        if args.typ == "kubernetes:core/v1:Service" and outputs["spec"]["type"] == "LoadBalancer":
+            # What the cloud controller writes once the NLB exists.
+            hostname = f"{args.name}.elb.{REGION}.amazonaws.com"
+            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
         if service:
             outputs.setdefault("arn", f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{args.name}")
         return f"{args.name}-id", outputs

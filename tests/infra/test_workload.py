@@ -13,7 +13,7 @@ from infra.k8s_pod import GPU_RESOURCE, ContainerResources, ServiceSettings
 from infra.tools.manifests import RecordedResource
 from infra.workload import EXPIRY_ANNOTATION, Workload, WorkloadArgs
 from service import contract
-from tests.infra.component_harness import all_of, only, run_under_mocks
+from tests.infra.component_harness import REGION, all_of, only, run_under_mocks
 
 DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-inference@sha256:" + "ab" * 32
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:torch-inference-api-key-AbCdEf"
@@ -376,12 +376,25 @@ def test_outputs_name_the_service_and_its_url() -> None:
         workload = Workload("svc", gpu_args(service_port=8000))
         workload.in_cluster_url.apply(lambda url: seen.setdefault("url", url))
         workload.service_name.apply(lambda name: seen.setdefault("service", name))
+        workload.load_balancer_hostname.apply(lambda host: seen.setdefault("nlb", host))
 
     run_under_mocks(program)
     assert seen == {
         "url": "http://torch-inference.inference.svc.cluster.local:8000",
         "service": "torch-inference",
+        "nlb": f"svc-service.elb.{REGION}.amazonaws.com",
     }
+
+
+def test_cluster_ip_service_has_no_load_balancer_hostname() -> None:
+    seen: dict[str, str | None] = {}
+
+    def program() -> None:
+        workload = Workload("svc", gpu_args(exposure="cluster-ip"))
+        workload.load_balancer_hostname.apply(lambda host: seen.setdefault("nlb", host))
+
+    run_under_mocks(program)
+    assert seen == {"nlb": None}
 
 
 @pytest.mark.parametrize(
