@@ -1,4 +1,4 @@
-"""The dynamic batcher: who shares a batch, how long anyone waits, and how failures stay contained."""
+"""The dynamic batcher: who shares a batch, how long anyone waits, how failures stay contained."""
 
 from __future__ import annotations
 
@@ -139,7 +139,8 @@ async def test_a_failing_batch_fails_only_its_own_requests() -> None:
     await asyncio.sleep(0.05)
     model.release.set()
     results = await asyncio.gather(blocker, *futures, return_exceptions=True)
-    assert isinstance(results[1], BatchFailedError) and "poisoned row" in str(results[1])
+    assert isinstance(results[1], BatchFailedError)
+    assert "poisoned row" in str(results[1])
     assert isinstance(results[2], BatchFailedError)
     assert [r["y"].item() for r in (results[0], results[3], results[4])] == [0.0, 4.0, 6.0]  # type: ignore[index]
     # The worker survives the failure.
