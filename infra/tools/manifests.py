@@ -20,10 +20,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kubernetes_validate
 import yaml
+
+if TYPE_CHECKING:
+    from infra.tools.plan import ProgramRun
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: checkov lives in its own virtualenv (its pins clash with the program's); see `make lint`.
@@ -241,17 +244,20 @@ def _finding(check: Mapping[str, Any]) -> CheckovFinding:
     )
 
 
-def program_resources(stack: str) -> tuple[list[RecordedResource], str]:
-    """Run the program for ``stack`` under mocks: its resources (secrets masked) and the
-    Kubernetes version of the cluster they would run on.
+def program_resources(
+    stack: str, run: ProgramRun | None = None
+) -> tuple[list[RecordedResource], str]:
+    """The resources ``stack`` declares (secrets masked) and its cluster's Kubernetes version.
 
+    Runs the program under mocks unless ``run`` (a plan tool run of that stack) is given.
     Long-lived stacks declare the EKS cluster, so its ``version`` input is authoritative; a pr-*
     stack borrows the cluster of ``clusterStack``, whose stack file says the version.
     """
     from infra.config import COMMON_DEFAULTS, PROJECT
     from infra.tools import plan
 
-    run = plan.run_program(stack)
+    if run is None:
+        run = plan.run_program(stack)
     resources = [
         RecordedResource(entry["type"], entry["name"], entry["inputs"])
         for entry in plan.inventory(run)

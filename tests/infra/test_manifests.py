@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import yaml
 
 from infra.tools import manifests
 from infra.tools.manifests import RecordedResource
+from tests.infra.conftest import STACKS, Inventory
 
-STACKS = ("dev", "staging", "prod", "pr-123")
 EXPECTED_KINDS = {
     "Namespace",
     "ServiceAccount",
@@ -27,11 +28,13 @@ EXPECTED_KINDS = {
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, tuple[list[dict[str, Any]], str]]:
-    """Documents and Kubernetes version of each stack, from one run of the program under mocks."""
+def rendered(
+    stack_run: Callable[[str], Inventory],
+) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """Documents and Kubernetes version of each stack, from the session's program runs."""
     result = {}
     for stack in STACKS:
-        resources, version = manifests.program_resources(stack)
+        resources, version = manifests.program_resources(stack, stack_run(stack).run)
         result[stack] = (manifests.documents(resources), version)
     return result
 
@@ -129,9 +132,7 @@ def test_cli_writes_one_file_per_object_and_exits_zero(tmp_path: Path) -> None:
     assert loaded["kind"] == "Deployment"
 
 
-def test_cli_refuses_an_unknown_stack(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_refuses_an_unknown_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert manifests.main(["--stack", "qa", "--out", str(tmp_path), "--no-checkov"]) == 2
     assert "qa" in capsys.readouterr().err
 
