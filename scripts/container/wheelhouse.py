@@ -1,0 +1,172 @@
+"""The image's Python dependencies: downloaded by pip on the host, handed to the build as an image.
+
+Inside a build container pip cannot be trusted to reach the package index (TLS trust and proxies
+differ from the host's), and no registry holds the base images. So pip on the host downloads
+every wheel the builder stage installs (``pip download`` with the same constraints and dependency
+groups) and the directory is ``docker import``ed as a data-only image, tagged with a hash of its
+inputs. ``service/Dockerfile`` mounts that image's ``/wheels`` in its ``wheelhouse`` stage
+(``--build-arg WHEELHOUSE=<tag>``) and then installs with ``--no-index``; without the argument the
+stage is empty and pip uses the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.container.engine import (
+    BUILD_DIR,
+    REPO_ROOT,
+    DockerCli,
+    DockerError,
+    default_cli,
+    progress,
+)
+
+#: Version of pip the builder stage upgrades to (``--group`` needs 25.1 or later).
+PIP_VERSION = "26.3"
+#: The dependency groups of pyproject.toml the builder installs.
+GROUPS = ("service", "model")
+VARIANTS = ("cpu", "cuda")
+IMAGE_REPOSITORY = "torch-eks-wheelhouse"
+CONSTRAINTS = REPO_ROOT / "requirements" / "constraints.txt"
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+#: Where the wheels sit inside the wheelhouse image (the Dockerfile mounts this path).
+WHEELS_PATH = "/wheels"
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """A downloaded wheelhouse: the host directory and the data-only image made from it."""
+
+    variant: str
+    directory: Path
+    image: str
+
+
+def check_variant(variant: str) -> str:
+    """Return ``variant`` if it names a torch build the image supports, else raise ValueError."""
+    if variant not in VARIANTS:
+        raise ValueError(f"torch variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def inputs_digest(variant: str) -> str:
+    """Hash of what decides the wheelhouse's content: constraints, pyproject, variant, pip."""
+    digest = hashlib.sha256()
+    for part in (CONSTRAINTS.read_bytes(), PYPROJECT.read_bytes(), variant.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    digest.update(f"pip=={PIP_VERSION} groups={GROUPS}".encode())
+    return digest.hexdigest()[:12]
+
+
+def wheelhouse_tag(variant: str) -> str:
+    """Tag of the wheelhouse image for the current inputs."""
+    return f"{IMAGE_REPOSITORY}:{check_variant(variant)}-{inputs_digest(variant)}"
+
+
+def _download_env(variant: str) -> dict[str, str]:
+    """Environment for ``pip download``.
+
+    The CPU variant may take wheels from the machine's find-links (where a ``+cpu`` torch lies);
+    the CUDA variant must not, or pip would pick that ``+cpu`` build over the index's CUDA one
+    (a local version label sorts higher than the plain release).
+    """
+    env = dict(os.environ)
+    if variant == "cuda":
+        # An empty value overrides pip.conf's find-links; only the index is left, whose Linux
+        # torch wheel is the CUDA build.
+        env["PIP_FIND_LINKS"] = ""
+    return env
+
+
+def download(variant: str, target: Path) -> None:
+    """``pip download`` every wheel the builder stage installs into ``target``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--dest",
+        str(target),
+        "--constraint",
+        str(CONSTRAINTS),
+        *(arg for group in GROUPS for arg in ("--group", f"{PYPROJECT}:{group}")),
+        f"pip=={PIP_VERSION}",
+    ]
+    result = subprocess.run(
+        argv, env=_download_env(variant), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip()[-3000:]
+        raise DockerError(f"pip download for the {variant} wheelhouse failed:\n{tail}")
+    torch_wheels = sorted(p.name for p in target.glob("torch-*.whl"))
+    is_cpu = [name for name in torch_wheels if "+cpu" in name]
+    if variant == "cuda" and is_cpu:
+        raise DockerError(f"the cuda wheelhouse got a CPU torch ({is_cpu[0]}); check find-links")
+
+
+def _import(directory: Path, tag: str, cli: DockerCli) -> None:
+    tar = subprocess.Popen(
+        [
+            "tar",
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-C",
+            str(directory.parent),
+            "--transform",
+            f"s,^{directory.name},{WHEELS_PATH.lstrip('/')},",
+            "-c",
+            directory.name,
+        ],
+        stdout=subprocess.PIPE,
+    )
+    imported = subprocess.run(
+        cli.command("import", "-", tag),
+        stdin=tar.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if tar.stdout is not None:
+        tar.stdout.close()
+    if tar.wait() != 0 or imported.returncode != 0:
+        raise DockerError(f"docker import of the wheelhouse {directory} failed: {imported.stderr}")
+
+
+def ensure_wheelhouse(variant: str = "cpu", cli: DockerCli | None = None) -> Wheelhouse:
+    """Return the wheelhouse of ``variant``, downloading and importing it first when missing."""
+    cli = cli or default_cli()
+    tag = wheelhouse_tag(variant)
+    directory = BUILD_DIR / "wheelhouse" / tag.split(":", 1)[1]
+    if cli.run("image", "inspect", tag, check=False).returncode == 0:
+        progress(f"wheelhouse {tag}: cached")
+        return Wheelhouse(variant, directory, tag)
+    started = time.monotonic()
+    if not (directory / ".complete").exists():
+        progress(f"wheelhouse {tag}: pip download ({variant} torch)")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # Download into a scratch directory and rename it, so an interrupted run is never reused.
+        scratch = Path(tempfile.mkdtemp(prefix=f".{variant}-", dir=directory.parent))
+        try:
+            download(variant, scratch)
+            (scratch / ".complete").touch()
+            shutil.rmtree(directory, ignore_errors=True)
+            scratch.rename(directory)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    progress(f"wheelhouse {tag}: docker import")
+    _import(directory, tag, cli)
+    size = sum(p.stat().st_size for p in directory.glob("*.whl")) / 1e6
+    progress(f"wheelhouse {tag}: {size:.0f} MB ready in {time.monotonic() - started:.0f} s")
+    return Wheelhouse(variant, directory, tag)
