@@ -258,9 +258,13 @@ def access_log_metrics(namespace: str, container: str) -> list[AccessLogMetric]:
     ]
 
 
-def service_metric_namespace(namespace: str) -> str:
-    """CloudWatch namespace of one service's log-derived metrics (one per Kubernetes namespace)."""
-    return f"TorchInference/{namespace}"
+def service_metric_namespace(cluster_name: str, namespace: str) -> str:
+    """CloudWatch namespace of one service's log-derived metrics.
+
+    Per cluster and Kubernetes namespace: dev and staging may share an account and region and
+    both run in namespace ``inference``; their metrics must never mix.
+    """
+    return f"TorchInference/{cluster_name}/{namespace}"
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,7 @@ def dashboard_body(
     gpu: bool,
 ) -> dict[str, Any]:
     """The CloudWatch dashboard: traffic, errors, latency, pods, restarts, GPUs, recent errors."""
-    svc_ns = service_metric_namespace(namespace)
+    svc_ns = service_metric_namespace(cluster_name, namespace)
     pod_dims = ["ClusterName", cluster_name, "Namespace", namespace, "PodName", app_name]
 
     def metric_widget(title: str, metrics: list[list[Any]], x: int, y: int) -> dict[str, Any]:
@@ -456,13 +460,17 @@ class ServiceMonitoring(pulumi.ComponentResource):
         super().__init__("torch-inference:observability:ServiceMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
-        metric_ns = service_metric_namespace(args.namespace)
-        prefix = f"{args.namespace}-{args.app_name}"
+        cluster = pulumi.Output.from_input(args.cluster_name)
+        metric_ns = cluster.apply(lambda c: service_metric_namespace(c, args.namespace))
+        # Alarm, topic and dashboard names are unique per account and region, and several stacks
+        # may share one: the cluster name (one per stack) keeps them apart.
+        prefix = cluster.apply(lambda c: f"{c}-{args.namespace}-{args.app_name}")
+        service = f"{args.namespace}/{args.app_name}"
 
         filters = [
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-{metric.metric_name.lower()}",
-                name=f"{prefix}-{metric.metric_name}",
+                name=pulumi.Output.concat(prefix, "-", metric.metric_name),
                 log_group_name=args.application_log_group_name,
                 pattern=metric.pattern,
                 metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
@@ -482,7 +490,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         if args.create_alarm_topic:
             topic = aws.sns.Topic(
                 f"{name}-alarms",
-                name=f"{prefix}-alarms",
+                name=pulumi.Output.concat(prefix, "-alarms"),
                 kms_master_key_id=args.kms_key_arn,
                 tags=tags,
                 opts=child,
@@ -501,7 +509,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         def alarm(key: str, **kwargs: Any) -> aws.cloudwatch.MetricAlarm:
             resource = aws.cloudwatch.MetricAlarm(
                 f"{name}-{key}",
-                name=f"{prefix}-{key}",
+                name=pulumi.Output.concat(prefix, "-", key),
                 alarm_actions=actions,
                 ok_actions=actions,
                 tags=tags,
@@ -515,7 +523,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         alarm(
             "5xx-rate",
             alarm_description=(
-                f"More than {args.error_rate_threshold_percent}% of requests to {prefix} "
+                f"More than {args.error_rate_threshold_percent}% of requests to {service} "
                 "answered 5xx in 3 of the last 5 minutes"
             ),
             comparison_operator="GreaterThanThreshold",
@@ -540,7 +548,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         alarm(
             "p99-latency",
             alarm_description=(
-                f"p99 latency of {prefix} above {args.latency_p99_threshold_ms} ms in 3 of the "
+                f"p99 latency of {service} above {args.latency_p99_threshold_ms} ms in 3 of the "
                 "last 5 minutes"
             ),
             namespace=metric_ns,
@@ -559,7 +567,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         alarm(
             "restarts",
             alarm_description=(
-                f"More than {args.restart_threshold} container restarts of {prefix} in 5 minutes"
+                f"More than {args.restart_threshold} container restarts of {service} in 5 minutes"
             ),
             namespace=CONTAINER_INSIGHTS_NAMESPACE,
             metric_name=POD_RESTARTS_METRIC,
@@ -579,7 +587,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
             alarm(
                 "gpu-capacity",
                 alarm_description=(
-                    f"No node offers the {args.gpu_count} GPU(s) a {prefix} pod needs for 15 "
+                    f"No node offers the {args.gpu_count} GPU(s) a {service} pod needs for 15 "
                     "minutes (spot reclaimed, scale-up failing, or the device plugin is down)"
                 ),
                 namespace=CONTAINER_INSIGHTS_NAMESPACE,
@@ -620,7 +628,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
 
 
 def _metric_query(
-    query_id: str, namespace: str, metric_name: str, stat: str
+    query_id: str, namespace: pulumi.Input[str], metric_name: str, stat: str
 ) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
     return aws.cloudwatch.MetricAlarmMetricQueryArgs(
         id=query_id,

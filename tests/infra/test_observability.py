@@ -241,7 +241,9 @@ def test_log_metric_filters_target_the_application_group(
     }
     for f in filters:
         assert f["logGroupName"] == APP_LOG_GROUP
-        assert f["metricTransformation"]["namespace"] == obs.service_metric_namespace(NAMESPACE)
+        assert f["metricTransformation"]["namespace"] == obs.service_metric_namespace(
+            CLUSTER, NAMESPACE
+        )
 
 
 def test_filter_patterns_read_only_contract_log_fields() -> None:
@@ -314,7 +316,7 @@ def test_5xx_rate_alarm_is_metric_math_over_the_filter_metrics(
 def test_p99_latency_alarm(monitoring: list[RecordedResource]) -> None:
     spec = alarm(monitoring, "p99-latency")
     assert spec["metricName"] == obs.LATENCY_METRIC
-    assert spec["namespace"] == obs.service_metric_namespace(NAMESPACE)
+    assert spec["namespace"] == obs.service_metric_namespace(CLUSTER, NAMESPACE)
     assert spec["extendedStatistic"] == "p99"
     assert spec["threshold"] == 1000.0
 
@@ -339,6 +341,18 @@ def test_gpu_capacity_alarm_breaches_when_no_gpu_node_reports(
     assert spec["comparisonOperator"] == "LessThanThreshold"
     assert spec["threshold"] == 1
     assert spec["treatMissingData"] == "breaching"
+
+
+def test_names_are_unique_per_cluster(monitoring: list[RecordedResource]) -> None:
+    # Alarm, topic and dashboard names are account-wide; the cluster (one per stack) is in each.
+    named = [*all_of(monitoring, ALARM), only(monitoring, "aws:sns/topic:Topic")]
+    for spec in named:
+        assert spec["name"].startswith(f"{CLUSTER}-{NAMESPACE}-{APP}-")
+    dashboard = only(monitoring, "aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard["dashboardName"] == f"{CLUSTER}-{NAMESPACE}-{APP}"
+    assert obs.service_metric_namespace(CLUSTER, NAMESPACE) != obs.service_metric_namespace(
+        "torch-eks-inference-dev", NAMESPACE
+    )
 
 
 def test_cpu_stack_has_no_gpu_alarm() -> None:
@@ -388,7 +402,7 @@ def test_dashboard_reads_only_metrics_that_exist(monitoring: list[RecordedResour
                 if namespace == obs.CONTAINER_INSIGHTS_NAMESPACE:
                     assert name in KNOWN_CONTAINER_INSIGHTS_METRICS
                 else:
-                    assert namespace == obs.service_metric_namespace(NAMESPACE)
+                    assert namespace == obs.service_metric_namespace(CLUSTER, NAMESPACE)
                     assert name in filter_metrics
         else:
             assert widget["type"] == "log"
