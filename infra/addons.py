@@ -15,7 +15,7 @@ from infra.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY, SYSTEM_NODE_LABELS
 from infra.iam import (
     AccountContext,
     document,
-    managed_policy_arn,
+    managed_policy_output,
     pod_identity_trust,
 )
 
@@ -184,9 +184,7 @@ class Addons(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-{policy}",
                 role=role.name,
-                policy_arn=self._ctx.partition.apply(
-                    lambda p, policy=policy: managed_policy_arn(p, policy)
-                ),
+                policy_arn=managed_policy_output(self._ctx.partition, policy),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         if inline is not None:

@@ -16,6 +16,7 @@ from infra.iam import (
     account_root_statement,
     document,
     managed_policy_arn,
+    managed_policy_output,
     service_trust,
 )
 
@@ -45,6 +46,14 @@ NODE_MANAGED_POLICIES: Final = (
     "AmazonEKS_CNI_Policy",
 )
 CLUSTER_ADMIN_POLICY: Final = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def _first_asg_name(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
+    """Name of the Auto Scaling group behind a managed node group."""
+    groups = resources[0].autoscaling_groups if resources else None
+    if not groups or not groups[0].name:
+        raise ValueError("the node group reports no Auto Scaling group")
+    return groups[0].name
 
 
 def control_plane_log_group_name(cluster_name: str) -> str:
@@ -180,7 +189,9 @@ class Cluster(pulumi.ComponentResource):
         )
         cluster_role = aws.iam.Role(
             f"{name}-cluster-role",
-            assume_role_policy=service_trust("eks.amazonaws.com", ("sts:AssumeRole", "sts:TagSession")),
+            assume_role_policy=service_trust(
+                "eks.amazonaws.com", ("sts:AssumeRole", "sts:TagSession")
+            ),
             description=f"EKS control plane of {args.cluster_name}",
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
@@ -256,7 +267,7 @@ class Cluster(pulumi.ComponentResource):
             key_arn=secrets_key.arn,
             tags=tags,
         )
-        gpu_asg = gpu_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name or "")
+        gpu_asg = gpu_group.resources.apply(_first_asg_name)
         # Managed node groups do not copy labels and taints to their ASG, so an empty GPU group
         # looks GPU-less to cluster-autoscaler until these tags tell it what a node would be.
         template = node_template_tags(
@@ -386,16 +397,14 @@ class Cluster(pulumi.ComponentResource):
                             "kms:Describe*",
                         ],
                         "Resource": "*",
-                        "Condition": {
-                            "ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}
-                        },
+                        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}},
                     },
                 ]
             )
 
-        return pulumi.Output.all(
-            self._ctx.partition, self._ctx.account_id, self._ctx.region
-        ).apply(lambda v: build(v[0], v[1], v[2]))
+        return pulumi.Output.all(self._ctx.partition, self._ctx.account_id, self._ctx.region).apply(
+            lambda v: build(v[0], v[1], v[2])
+        )
 
     def _access_entries(self, name: str, cluster: aws.eks.Cluster) -> None:
         # The deployer may be an assumed-role session; access entries need the role itself.
@@ -434,9 +443,7 @@ class Cluster(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-node-{policy}",
                 role=role.name,
-                policy_arn=self._ctx.partition.apply(
-                    lambda p, policy=policy: managed_policy_arn(p, policy)
-                ),
+                policy_arn=managed_policy_output(self._ctx.partition, policy),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         return role

@@ -409,7 +409,7 @@ class _Reader:
         return text
 
     def choice(self, name: str, enum: type[_T], fallback: _T) -> _T:
-        given, value = self._value(name)
+        _given, value = self._value(name)
         if value is None:
             self.fail(name, None, f"required; one of {', '.join(_members(enum))}")
             return fallback
@@ -434,7 +434,7 @@ class _Reader:
         return number
 
     def boolean(self, name: str) -> bool:
-        given, value = self._value(name)
+        _given, value = self._value(name)
         if isinstance(value, bool):
             return value
         text = str(value).strip().lower()
@@ -548,11 +548,14 @@ def load_stack_config(
         lambda v: v in SUPPORTED_K8S_VERSIONS,
         f"must be one of {', '.join(SUPPORTED_K8S_VERSIONS)}",
     )
-    cluster_name = r.string(
-        "clusterName",
-        lambda v: bool(_CLUSTER_NAME.match(v)),
-        "1-100 letters, digits, - or _, starting with a letter or digit",
-    ) or f"{project}-{stack}"
+    cluster_name = (
+        r.string(
+            "clusterName",
+            lambda v: bool(_CLUSTER_NAME.match(v)),
+            "1-100 letters, digits, - or _, starting with a letter or digit",
+        )
+        or f"{project}-{stack}"
+    )
 
     vpc_cidr = r.string("vpcCidr")
     _check_vpc_cidr(r, vpc_cidr)
@@ -564,8 +567,10 @@ def load_stack_config(
     _check_existing_network(r, existing_vpc_id, private_ids, public_ids)
 
     az_count = 0 if ephemeral else r.integer("availabilityZoneCount", 2, 3)
-    nat_policy = r.choice("natGateways", NatPolicy, NatPolicy.SINGLE) if not ephemeral else (
-        NatPolicy.SINGLE
+    nat_policy = (
+        r.choice("natGateways", NatPolicy, NatPolicy.SINGLE)
+        if not ephemeral
+        else (NatPolicy.SINGLE)
     )
     public_cidrs = r.string_list("endpointPublicAccessCidrs")
     _check_public_cidrs(r, environment, public_cidrs)
@@ -731,7 +736,9 @@ def _check_public_cidrs(r: _Reader, environment: Environment, cidrs: list[str]) 
         try:
             network = ipaddress.ip_network(cidr, strict=True)
         except ValueError:
-            r.fail("endpointPublicAccessCidrs", cidr, "each entry must be a CIDR like 203.0.113.7/32")
+            r.fail(
+                "endpointPublicAccessCidrs", cidr, "each entry must be a CIDR like 203.0.113.7/32"
+            )
             continue
         if network.prefixlen == 0 and environment in (Environment.STAGING, Environment.PROD):
             r.fail(
@@ -758,7 +765,9 @@ def _is_known_gpu_type(value: str) -> bool:
 
 def _is_cpu_instance_type(value: str) -> bool:
     match = _INSTANCE_TYPE.match(value)
-    return bool(match) and not _is_gpu_type(value) and not value.startswith(("p", "g", "inf", "trn"))
+    return (
+        bool(match) and not _is_gpu_type(value) and not value.startswith(("p", "g", "inf", "trn"))
+    )
 
 
 def _check_gpu_types(r: _Reader, types: list[str]) -> None:

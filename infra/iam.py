@@ -63,6 +63,11 @@ def managed_policy_arn(partition: str, name: str) -> str:
     return f"arn:{partition}:iam::aws:policy/{name}"
 
 
+def managed_policy_output(partition: pulumi.Output[str], name: str) -> pulumi.Output[str]:
+    """ARN of an AWS managed IAM policy once the partition is known."""
+    return partition.apply(lambda p: managed_policy_arn(p, name))
+
+
 class AccountContext:
     """Account id, region and partition of the deployment, read once per component."""
 

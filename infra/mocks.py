@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
 ACCOUNT_ID: Final = "123456789012"
@@ -60,6 +61,13 @@ class Registration:
     name: str
     parent_urn: str | None
     inputs: Mapping[str, Any]
+    #: Inputs merged with the computed outputs the mocks answered.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: The physical id the mocks gave the resource.
+    id: str = ""
+    #: URNs this resource explicitly depends on (depends_on, expanded by the SDK).
+    dependencies: tuple[str, ...] = ()
+    protect: bool = False
     read: bool = False
     custom: bool = True
 
@@ -79,27 +87,30 @@ class RecordingMonitor(MockMonitor):
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            self._record(request, response.urn, read=False)
+            self._record(request, response, read=False)
         return response
 
     def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().ReadResource(request)
-        self._record(request, response.urn, read=True)
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self._record(request, response, read=True)
         return response
 
-    def _record(self, request: Any, urn: str, read: bool) -> None:
-        from pulumi.runtime import rpc
-
+    def _record(self, request: Any, response: Any, read: bool) -> None:
         props = request.properties if read else request.object
+        outputs = response.properties if read else response.object
         self.registrations.append(
             Registration(
-                urn=urn,
+                urn=response.urn,
                 type=request.type,
                 name=request.name,
                 parent_urn=request.parent or None,
                 inputs=rpc.deserialize_properties(props),
+                outputs=rpc.deserialize_properties(outputs),
+                id=str(getattr(response, "id", "") or request.name),
+                dependencies=tuple(getattr(request, "dependencies", ()) or ()),
+                protect=bool(getattr(request, "protect", False)),
                 read=read,
                 custom=bool(getattr(request, "custom", True)),
             )
@@ -121,17 +132,17 @@ class ProgramMocks(pulumi.runtime.Mocks):
 
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        token, a = args.token, args.args
+        function, a = args.token, args.args
         acct, region = self.account_id, self.region
         answers: dict[str, Any]
-        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        if function == "aws:index/getCallerIdentity:getCallerIdentity":
             answers = {
                 "accountId": acct,
                 "arn": f"arn:aws:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session",
                 "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
                 "id": acct,
             }
-        elif token == "aws:iam/getSessionContext:getSessionContext":
+        elif function == "aws:iam/getSessionContext:getSessionContext":
             arn = str(a.get("arn", ""))
             role = arn.split("/")[1] if ":assumed-role/" in arn else DEPLOYER_ROLE
             answers = {
@@ -142,7 +153,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "sessionName": "pulumi-session",
                 "id": arn,
             }
-        elif token == "aws:index/getRegion:getRegion":
+        elif function == "aws:index/getRegion:getRegion":
             answers = {
                 "name": region,
                 "region": region,
@@ -150,21 +161,21 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "description": region,
                 "id": region,
             }
-        elif token == "aws:index/getPartition:getPartition":
+        elif function == "aws:index/getPartition:getPartition":
             answers = {
                 "partition": "aws",
                 "dnsSuffix": "amazonaws.com",
                 "reverseDnsPrefix": "com.amazonaws",
                 "id": "aws",
             }
-        elif token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        elif function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             answers = {
                 "names": [f"{region}{s}" for s in "abcd"],
                 "zoneIds": [f"usw2-az{i}" for i in range(1, 5)],
                 "groupNames": [region] * 4,
                 "id": region,
             }
-        elif token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+        elif function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             registry = a.get("registryId") or acct
             password = _alnum("ecr-token", registry, length=64)
             answers = {
@@ -175,14 +186,14 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "userName": "AWS",
                 "id": region,
             }
-        elif token == "aws:eks/getAddonVersion:getAddonVersion":
+        elif function == "aws:eks/getAddonVersion:getAddonVersion":
             answers = {
                 "addonName": a["addonName"],
                 "kubernetesVersion": a["kubernetesVersion"],
                 "version": f"v1.{len(a['addonName'])}.0-eksbuild.1",
                 "id": a["addonName"],
             }
-        elif token == "aws:ec2/getVpc:getVpc":
+        elif function == "aws:ec2/getVpc:getVpc":
             vpc_id = a.get("id") or f"vpc-{_hex('vpc')}"
             answers = {
                 "id": vpc_id,
@@ -190,7 +201,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "cidrBlock": "10.0.0.0/16",
                 "state": "available",
             }
-        elif token == "aws:ssm/getParameter:getParameter":
+        elif function == "aws:ssm/getParameter:getParameter":
             answers = {
                 "name": a["name"],
                 "value": f"ami-{_hex(a['name'])}",
@@ -199,7 +210,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "id": a["name"],
             }
         else:
-            raise NotImplementedError(f"ProgramMocks has no answer for function {token}")
+            raise NotImplementedError(f"ProgramMocks has no answer for function {function}")
         return answers, []
 
     # ------------------------------------------------------------------ resources
@@ -213,7 +224,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
     def _arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
 
-    def _outputs(  # noqa: C901 - one branch per resource type reads best as a flat table
+    def _outputs(
         self, typ: str, name: str, inputs: dict[str, Any], resource_id: str | None
     ) -> dict[str, Any]:
         acct, region = self.account_id, self.region
@@ -223,7 +234,9 @@ class ProgramMocks(pulumi.runtime.Mocks):
             outputs = self.stack_outputs.get(target) or self.stack_outputs.get(short)
             if outputs is None:
                 raise KeyError(f"no outputs mocked for referenced stack {target!r}")
-            secret_names = list(self.secret_outputs.get(target) or self.secret_outputs.get(short) or ())
+            secret_names = list(
+                self.secret_outputs.get(target) or self.secret_outputs.get(short) or ()
+            )
             return {
                 "__id": target,
                 "name": target,
@@ -330,26 +343,26 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "status": "ACTIVE",
             }
         if typ == "aws:eks/addon:Addon":
-            addon, cluster = inputs.get("addonName"), inputs.get("clusterName")
+            addon, eks = inputs.get("addonName"), inputs.get("clusterName")
             return {
-                "__id": f"{cluster}:{addon}",
-                "arn": self._arn("eks", f"addon/{cluster}/{addon}/{_uuid(cluster, addon)}"),
+                "__id": f"{eks}:{addon}",
+                "arn": self._arn("eks", f"addon/{eks}/{addon}/{_uuid(eks, addon)}"),
             }
         if typ == "aws:eks/accessEntry:AccessEntry":
-            cluster, principal = inputs.get("clusterName"), inputs.get("principalArn")
+            eks, principal = inputs.get("clusterName"), inputs.get("principalArn")
             return {
-                "__id": f"{cluster}:{principal}",
+                "__id": f"{eks}:{principal}",
                 "accessEntryArn": self._arn(
-                    "eks", f"access-entry/{cluster}/role/{acct}/{_uuid(principal)}"
+                    "eks", f"access-entry/{eks}/role/{acct}/{_uuid(principal)}"
                 ),
             }
         if typ == "aws:eks/podIdentityAssociation:PodIdentityAssociation":
-            cluster = inputs.get("clusterName")
-            assoc = f"a-{_hex(cluster, inputs.get('namespace'), inputs.get('serviceAccount'))}"
+            eks = inputs.get("clusterName")
+            assoc = f"a-{_hex(eks, inputs.get('namespace'), inputs.get('serviceAccount'))}"
             return {
-                "__id": f"{cluster},{assoc}",
+                "__id": f"{eks},{assoc}",
                 "associationId": assoc,
-                "associationArn": self._arn("eks", f"podidentityassociation/{cluster}/{assoc}"),
+                "associationArn": self._arn("eks", f"podidentityassociation/{eks}/{assoc}"),
             }
         if typ == "aws:autoscaling/tag:Tag":
             tag = inputs.get("tag") or {}
@@ -381,13 +394,17 @@ class ProgramMocks(pulumi.runtime.Mocks):
             value = _alnum("password", name, length=length)
             return {
                 "__id": "none",
-                "result": pulumi.runtime.rpc.wrap_rpc_secret(value),
-                "bcryptHash": pulumi.runtime.rpc.wrap_rpc_secret(f"$2a$10${_alnum(value, length=53)}"),
+                "result": rpc.wrap_rpc_secret(value),
+                "bcryptHash": rpc.wrap_rpc_secret(f"$2a$10${_alnum(value, length=53)}"),
             }
         if typ == "docker:index/image:Image":
             image_name = str(inputs.get("imageName") or name)
-            repository = image_name.rsplit(":", 1)[0] if ":" in image_name.rsplit("/", 1)[-1] else image_name
-            digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+            repository = (
+                image_name.rsplit(":", 1)[0] if ":" in image_name.rsplit("/", 1)[-1] else image_name
+            )
+            digest = hashlib.sha256(
+                json.dumps(inputs, sort_keys=True, default=str).encode()
+            ).hexdigest()
             return {
                 "__id": f"{repository}@sha256:{digest}",
                 "imageName": image_name,
@@ -403,7 +420,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if typ.startswith("aws:"):
             service = typ.split(":")[1].split("/")[0]
             rid = _autoname(name)
-            return {"__id": rid, "arn": self._arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{rid}")}
+            return {
+                "__id": rid,
+                "arn": self._arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{rid}"),
+            }
         return {}
 
     def _kubernetes_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -431,7 +451,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
         }
         if typ == "kubernetes:core/v1:Service":
             spec = dict(inputs.get("spec") or {})
-            spec.setdefault("clusterIP", f"172.20.{int(_hex(name, length=2), 16)}.{int(_hex(name, 'ip', length=2), 16)}")
+            spec.setdefault(
+                "clusterIP",
+                f"172.20.{int(_hex(name, length=2), 16)}.{int(_hex(name, 'ip', length=2), 16)}",
+            )
             out["spec"] = spec
             if spec.get("type") == "LoadBalancer":
                 out["status"] = {

@@ -77,7 +77,9 @@ class Network(pulumi.ComponentResource):
 
     def _adopt(self, args: NetworkArgs) -> None:
         # Reading the VPC fails the preview early when the id does not exist in this account.
-        vpc = aws.ec2.get_vpc_output(id=args.existing_vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+        vpc = aws.ec2.get_vpc_output(
+            id=args.existing_vpc_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.from_input(list(args.existing_private_subnet_ids))
         self.public_subnet_ids = pulumi.Output.from_input(list(args.existing_public_subnet_ids))

@@ -18,7 +18,7 @@ from infra.config import SecretStr
 from infra.iam import AccountContext, account_root_statement, document, pod_identity_trust
 
 #: The only actions the service's role may perform.
-SECRET_READ_ACTION: Final = "secretsmanager:GetSecretValue"
+SECRET_READ_ACTION: Final = "secretsmanager:GetSecretValue"  # noqa: S105 - an IAM action
 KEY_DECRYPT_ACTION: Final = "kms:Decrypt"
 GENERATED_KEY_LENGTH: Final = 48
 

@@ -22,7 +22,7 @@ import json
 import re
 import runpy
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ SAMPLE_PR_STACK: Final = "pr-123"
 #: A fixed expiry for planned pr stacks, so the inventory does not change with the clock.
 SAMPLE_EXPIRES_AT: Final = "2030-01-01T00:00:00Z"
 #: Stands in for a ``secure:`` config value the plan cannot decrypt.
-SECRET_PLACEHOLDER: Final = "plan-placeholder-secret-value-0000"
+SECRET_PLACEHOLDER: Final = "plan-placeholder-secret-value-0000"  # noqa: S105 - not a secret
 MASK: Final = "[secret]"
 _PR_STACK = re.compile(r"^pr-[1-9]\d*$")
 
@@ -110,11 +110,13 @@ def run_program(
     config: Mapping[str, str] | None = None,
     secret_keys: Sequence[str] = (),
     referenced: Mapping[str, ProgramRun] | None = None,
+    program: Callable[[], None] | None = None,
 ) -> ProgramRun:
     """Run infra/__main__.py for ``stack`` under mocks and return what it declared.
 
     ``config`` defaults to the stack's file; a pr-* stack gets a fixed sample expiry unless
     ``config`` names one, and the stack it references is run first unless ``referenced`` has it.
+    ``program`` replaces infra/__main__.py (tests run single components this way).
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
     if config is None:
@@ -155,12 +157,15 @@ def run_program(
             if await output.is_secret():
                 secret_names.add(key)
 
-    def program() -> Any:
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+    def declare() -> Any:
+        if program is None:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+        else:
+            program()
         return resolve_outputs()
 
     try:
-        _sync_await(settings_run(program))
+        _sync_await(settings_run(declare))
     finally:
         pulumi.runtime.set_all_config({}, [])
     return ProgramRun(

@@ -1,0 +1,124 @@
+"""Single components and helpers, for the cases no shipped stack file exercises."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import pytest
+from pulumi.runtime.mocks import MockCallArgs
+
+from infra.cluster import build_kubeconfig, node_template_tags
+from infra.config import ImageVariant
+from infra.mocks import ProgramMocks
+from infra.network import plan_subnets
+from infra.registry import Registry, RegistryArgs, build_context, source_hash
+from infra.tools.plan import config_file, read_stack_config, run_program
+
+
+@pytest.mark.parametrize(
+    ("cidr", "azs"), [("10.0.0.0/16", 2), ("10.20.0.0/16", 3), ("172.16.0.0/20", 3)]
+)
+def test_subnets_never_overlap_and_stay_inside_the_vpc(cidr: str, azs: int) -> None:
+    private, public = plan_subnets(cidr, azs)
+    assert len(private) == len(public) == azs
+    networks = [ipaddress.IPv4Network(n) for n in private + public]
+    vpc = ipaddress.IPv4Network(cidr)
+    assert all(n.subnet_of(vpc) for n in networks)
+    assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :])
+    # Pods take VPC addresses: private subnets are four times the public ones.
+    assert networks[0].num_addresses == 4 * networks[-1].num_addresses
+
+
+def test_existing_vpc_is_used_as_is() -> None:
+    values, _ = read_stack_config(config_file("dev"))
+    values["torch-eks-inference:existingVpcId"] = "vpc-0123456789abcdef0"
+    values["torch-eks-inference:existingPrivateSubnetIds"] = json.dumps(
+        ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    )
+    run = run_program("dev", config=values)
+    types = {r.type for r in run.registrations}
+    assert not {"aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway"} & types
+    cluster = next(r for r in run.registrations if r.type == "aws:eks/cluster:Cluster")
+    assert cluster.inputs["vpcConfig"]["subnetIds"] == [
+        "subnet-0123456789abcdef0",
+        "subnet-0123456789abcdef1",
+    ]
+    assert run.outputs["vpcId"] == "vpc-0123456789abcdef0"
+
+
+@pytest.mark.parametrize("ephemeral", [True, False])
+def test_only_an_ephemeral_registry_may_be_force_deleted(ephemeral: bool) -> None:
+    def program() -> None:
+        Registry(
+            "registry",
+            RegistryArgs(
+                repository_name="torch-eks-inference/x",
+                ephemeral=ephemeral,
+                deletion_protection=False,
+                tags={"stack": "x"},
+            ),
+        )
+
+    run = run_program("x", config={"aws:region": "us-west-2"}, program=program)
+    (repo,) = [r for r in run.registrations if r.type == "aws:ecr/repository:Repository"]
+    assert repo.inputs["forceDelete"] is ephemeral
+    assert repo.outputs["repositoryUrl"] == (
+        "123456789012.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/x"
+    )
+
+
+def test_source_hash_changes_with_the_sources_and_the_variant(tmp_path: Path) -> None:
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "app.py").write_text("print('a')\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    first = source_hash(ImageVariant.CUDA, tmp_path)
+    assert source_hash(ImageVariant.CUDA, tmp_path) == first
+    assert source_hash(ImageVariant.CPU, tmp_path) != first
+    (tmp_path / "service" / "__pycache__").mkdir()
+    (tmp_path / "service" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    assert source_hash(ImageVariant.CUDA, tmp_path) == first
+    (tmp_path / "service" / "app.py").write_text("print('b')\n")
+    assert source_hash(ImageVariant.CUDA, tmp_path) != first
+
+
+def test_build_context_is_relative_to_where_the_program_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    assert build_context() == (".", "service/Dockerfile")
+    monkeypatch.chdir(root / "infra")  # where the Pulumi CLI runs the program
+    assert build_context() == ("..", "../service/Dockerfile")
+
+
+def test_node_template_tags_for_a_four_gpu_group() -> None:
+    tags = node_template_tags({"a": "b"}, ("nvidia.com/gpu", "true", "NoSchedule"), 4)
+    assert tags == {
+        "k8s.io/cluster-autoscaler/node-template/label/a": "b",
+        "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu": "true:NoSchedule",
+        "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu": "4",
+    }
+
+
+def test_kubeconfig_authenticates_through_the_aws_cli() -> None:
+    config = json.loads(build_kubeconfig("c1", "https://x.eks.amazonaws.com", "Q0E=", "eu-west-1"))
+    assert config["current-context"] == "c1"
+    exec_ = config["users"][0]["user"]["exec"]
+    assert exec_["args"] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        "c1",
+        "--region",
+        "eu-west-1",
+        "--output",
+        "json",
+    ]
+    assert config["clusters"][0]["cluster"]["certificate-authority-data"] == "Q0E="
+
+
+def test_mocks_refuse_functions_they_do_not_know() -> None:
+    with pytest.raises(NotImplementedError, match="aws:rds/getInstance:getInstance"):
+        ProgramMocks().call(MockCallArgs("aws:rds/getInstance:getInstance", {}, ""))

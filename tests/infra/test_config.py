@@ -1,0 +1,414 @@
+"""Stack configuration: per-environment defaults, and one clear error for every bad key or value."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import (
+    COMMON_DEFAULTS,
+    ENVIRONMENT_DEFAULTS,
+    KNOWN_KEYS,
+    CapacityType,
+    ConfigError,
+    Environment,
+    ImageVariant,
+    NatPolicy,
+    ServiceType,
+    load_stack_config,
+)
+from infra.tools.plan import read_stack_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+P = "torch-eks-inference"
+API_KEY = f"{P}:apiKey"
+GOOD_KEY = "k" * 32
+
+
+def raw(**values: Any) -> dict[str, str]:
+    """Config as the engine passes it: namespaced keys, strings, lists JSON-encoded."""
+    config = {"aws:region": "us-west-2"}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        config[f"{P}:{key}"] = text
+    return config
+
+
+def load(stack: str = "dev", secret_keys: frozenset[str] = frozenset(), **values: Any) -> Any:
+    return load_stack_config(stack, raw(**values), secret_keys=secret_keys)
+
+
+def problems(stack: str = "dev", **values: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(stack, **values)
+    return caught.value.problems
+
+
+def one_problem(stack: str = "dev", **values: Any) -> str:
+    found = problems(stack, **values)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# ------------------------------------------------------------------ defaults
+
+
+def test_dev_defaults() -> None:
+    cfg = load("dev")
+    assert cfg.environment is Environment.DEV
+    assert cfg.gpu_capacity_type is CapacityType.SPOT
+    assert cfg.gpu_nodes.min_size == 0
+    assert cfg.nat_policy is NatPolicy.SINGLE
+    assert cfg.az_count == 2
+    assert cfg.log_retention_days == 7
+    assert cfg.deletion_protection is False
+    assert cfg.service_type is ServiceType.CLUSTER_IP
+    assert cfg.cluster_name == "torch-eks-inference-dev"
+    assert cfg.namespace == "inference"
+    # Secure default: no public API endpoint unless a stack lists who may reach it.
+    assert cfg.public_access_cidrs == ()
+    assert cfg.expires_at is None
+    assert cfg.api_key is None
+
+
+def test_prod_defaults() -> None:
+    cfg = load("prod")
+    assert cfg.gpu_capacity_type is CapacityType.ON_DEMAND
+    assert cfg.nat_policy is NatPolicy.PER_AZ
+    assert cfg.az_count == 3
+    assert cfg.deletion_protection is True
+    assert cfg.log_retention_days == 365
+    assert (cfg.hpa_min_replicas, cfg.hpa_max_replicas) == (2, 6)
+
+
+def test_pr_stack_derives_namespace_and_expiry() -> None:
+    now = datetime(2026, 11, 25, 20, 13, 42, tzinfo=UTC)
+    cfg = load_stack_config(
+        "pr-42", raw(clusterStack="acme/torch-eks-inference/dev", expiryHours=48), now=now
+    )
+    assert cfg.is_ephemeral
+    assert cfg.namespace == "inference-pr-42"
+    assert cfg.expires_at_iso == "2026-11-27T20:13:00Z"
+    assert cfg.resource_tags["expires-at"] == "2026-11-27T20:13:00Z"
+    assert cfg.cluster_stack == "acme/torch-eks-inference/dev"
+
+
+def test_explicit_expiry_wins() -> None:
+    cfg = load("pr-7", clusterStack="dev", expiresAt="2026-12-01T08:00:00Z")
+    assert cfg.expires_at_iso == "2026-12-01T08:00:00Z"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("-1", 2), ("", 2), ("3", 3)])
+def test_sentinels_mean_the_environment_default(value: str, expected: int) -> None:
+    config = raw()
+    config[f"{P}:availabilityZoneCount"] = value
+    assert load_stack_config("dev", config).az_count == expected
+
+
+def test_environment_key_overrides_the_stack_name() -> None:
+    cfg = load("eu-prod", environment="prod")
+    assert cfg.environment is Environment.PROD
+    assert cfg.deletion_protection is True
+
+
+def test_tags_and_api_key() -> None:
+    cfg = load(
+        "dev", secret_keys=frozenset({API_KEY}), tags=["team=ml", "cost-center=42"], apiKey=GOOD_KEY
+    )
+    assert cfg.tags == {"team": "ml", "cost-center": "42"}
+    assert cfg.resource_tags["team"] == "ml"
+    assert cfg.api_key is not None
+    assert cfg.api_key.reveal() == GOOD_KEY
+    # The secret never shows in the config's repr (logs, tracebacks).
+    assert GOOD_KEY not in repr(cfg)
+
+
+def test_gpus_per_node_follows_the_smallest_instance() -> None:
+    assert load("dev", gpuInstanceTypes=["g5.12xlarge", "g5.48xlarge"]).gpus_per_node == 4
+    assert load("dev", gpuInstanceTypes=["p4d.24xlarge"], hpaMaxReplicas=2).gpus_per_node == 8
+
+
+# ------------------------------------------------------------------ every key's errors
+
+
+@pytest.mark.parametrize(
+    ("stack", "values", "key", "fragment"),
+    [
+        ("dev", {"environment": "qa"}, "environment", "must be one of dev, staging, prod, pr"),
+        ("dev", {"kubernetesVersion": "1.29"}, "kubernetesVersion", "must be one of 1.31"),
+        ("dev", {"clusterName": "-bad name"}, "clusterName", "letters, digits"),
+        ("dev", {"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "IPv4 network"),
+        ("dev", {"vpcCidr": "10.0.0.1/16"}, "vpcCidr", "IPv4 network"),
+        ("dev", {"vpcCidr": "10.0.0.0/24"}, "vpcCidr", "/16 to /20"),
+        ("dev", {"vpcCidr": "8.8.0.0/16"}, "vpcCidr", "private (RFC 1918)"),
+        (
+            "dev",
+            {
+                "existingVpcId": "vpc-xyz",
+                "existingPrivateSubnetIds": [
+                    "subnet-0123456789abcdef0",
+                    "subnet-0123456789abcdef1",
+                ],
+            },
+            "existingVpcId",
+            "vpc-0123456789abcdef0",
+        ),
+        (
+            "dev",
+            {
+                "existingVpcId": "vpc-0123456789abcdef0",
+                "existingPrivateSubnetIds": ["subnet-0123456789abcdef0"],
+            },
+            "existingPrivateSubnetIds",
+            "at least 2 private subnets",
+        ),
+        (
+            "dev",
+            {
+                "existingVpcId": "vpc-0123456789abcdef0",
+                "existingPrivateSubnetIds": ["subnet-1", "subnet-0123456789abcdef0"],
+            },
+            "existingPrivateSubnetIds",
+            "subnet-0123456789abcdef0",
+        ),
+        (
+            "dev",
+            {"existingPublicSubnetIds": ["subnet-0123456789abcdef0"]},
+            "existingVpcId",
+            "set it when existing subnet ids",
+        ),
+        ("dev", {"availabilityZoneCount": 4}, "availabilityZoneCount", "from 2 to 3"),
+        ("dev", {"availabilityZoneCount": "two"}, "availabilityZoneCount", "integer"),
+        ("dev", {"natGateways": "none"}, "natGateways", "single, per-az"),
+        (
+            "dev",
+            {"endpointPublicAccessCidrs": ["10.0.0.300/32"]},
+            "endpointPublicAccessCidrs",
+            "CIDR",
+        ),
+        (
+            "dev",
+            {"endpointPublicAccessCidrs": "203.0.113.7/32"},
+            "endpointPublicAccessCidrs",
+            "list of strings",
+        ),
+        (
+            "prod",
+            {"endpointPublicAccessCidrs": ["0.0.0.0/0"]},
+            "endpointPublicAccessCidrs",
+            "whole internet",
+        ),
+        (
+            "staging",
+            {"endpointPublicAccessCidrs": ["::/0"]},
+            "endpointPublicAccessCidrs",
+            "whole internet",
+        ),
+        (
+            "dev",
+            {"adminRoleArns": ["arn:aws:iam::123:role/x"]},
+            "adminRoleArns",
+            "IAM role or user ARN",
+        ),
+        ("dev", {"gpuInstanceTypes": ["m5.large"]}, "gpuInstanceTypes", "families: g4dn"),
+        ("dev", {"gpuInstanceTypes": ["g5g.xlarge"]}, "gpuInstanceTypes", "x86_64 NVIDIA"),
+        ("dev", {"gpuInstanceTypes": ["g5.huge"]}, "gpuInstanceTypes", "unknown size"),
+        (
+            "dev",
+            {"gpuInstanceTypes": ["g5.xlarge"], "gpuNodeMax": 0},
+            "gpuNodeMax",
+            "from 1 to 100",
+        ),
+        ("dev", {"gpuCapacityType": "spot"}, "gpuCapacityType", "SPOT, ON_DEMAND"),
+        (
+            "dev",
+            {"gpuNodeMin": 3, "gpuNodeDesired": 3, "gpuNodeMax": 2, "hpaMaxReplicas": 2},
+            "gpuNodeDesired",
+            "gpuNodeMin (3) <= gpuNodeDesired <= gpuNodeMax (2)",
+        ),
+        ("dev", {"gpuNodeMin": -2}, "gpuNodeMin", "from 0 to 100"),
+        ("dev", {"gpuRootVolumeGiB": 20}, "gpuRootVolumeGiB", "from 50 to 2000"),
+        ("dev", {"systemInstanceType": "g5.xlarge"}, "systemInstanceType", "non-GPU"),
+        ("dev", {"systemNodeMin": 0, "systemNodeDesired": 1}, "systemNodeMin", "from 1 to 100"),
+        ("dev", {"logRetentionDays": 10}, "logRetentionDays", "CloudWatch allows 1, 3, 5, 7, 14"),
+        (
+            "dev",
+            {"hpaMinReplicas": 3, "hpaMaxReplicas": 2},
+            "hpaMinReplicas",
+            "must not exceed hpaMaxReplicas (2)",
+        ),
+        ("dev", {"hpaMaxReplicas": 5}, "hpaMaxReplicas", "exceeds the 2 GPU(s)"),
+        ("dev", {"hpaTargetCpuUtilization": 100}, "hpaTargetCpuUtilization", "from 10 to 95"),
+        ("dev", {"imageVariant": "rocm"}, "imageVariant", "cpu, cuda"),
+        ("dev", {"imageTag": "bad tag!"}, "imageTag", "Docker tag"),
+        ("dev", {"serviceType": "LoadBalancer"}, "serviceType", "internal-nlb, cluster-ip"),
+        ("dev", {"deletionProtection": "yes"}, "deletionProtection", "true or false"),
+        (
+            "prod",
+            {"deletionProtection": False},
+            "deletionProtection",
+            "prod stacks must keep deletion protection",
+        ),
+        ("dev", {"secretRecoveryDays": 3}, "secretRecoveryDays", "0 or 7-30"),
+        ("dev", {"secretRecoveryDays": 31}, "secretRecoveryDays", "from 0 to 30"),
+        ("pr-1", {"clusterStack": "dev", "expiryHours": 0}, "expiryHours", "from 1 to 720"),
+        ("pr-1", {"clusterStack": "dev", "expiresAt": "tomorrow"}, "expiresAt", "ISO-8601 UTC"),
+        ("dev", {"expiresAt": "2026-12-01T08:00:00Z"}, "expiresAt", "only pr stacks expire"),
+        ("pr-1", {}, "clusterStack", "pulumi config set clusterStack"),
+        ("pr-1", {"clusterStack": "a/b/c/d"}, "clusterStack", "<org>/<project>/<stack>"),
+        ("dev", {"clusterStack": "dev"}, "clusterStack", "only pr stacks"),
+        (
+            "pr-1",
+            {"clusterStack": "dev", "gpuNodeMax": 5},
+            "gpuNodeMax",
+            "not allowed on pr stacks",
+        ),
+        ("dev", {"tags": ["team"]}, "tags", "KEY=VALUE"),
+        ("dev", {"tags": ["aws:owner=me"]}, "tags", "aws: prefix is reserved"),
+        ("dev", {"gpuInstanceType": "g5.xlarge"}, "gpuInstanceType", "unknown key"),
+    ],
+)
+def test_each_bad_value_is_named_with_what_is_allowed(
+    stack: str, values: dict[str, Any], key: str, fragment: str
+) -> None:
+    found = problems(stack, **values)
+    named = [p for p in found if p.startswith(f"{P}:{key} = ")]
+    assert named, found
+    assert any(fragment in message for message in named), named
+    # Only consequences of the one bad value are reported, never unrelated keys.
+    assert len(found) <= 3, found
+
+
+def test_all_problems_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("dev", natGateways="two", logRetentionDays=8, imageVariant="tpu")
+    error = caught.value
+    assert len(error.problems) == 3
+    text = str(error)
+    assert "3 problems" in text
+    for key in ("natGateways", "logRetentionDays", "imageVariant"):
+        assert f"{P}:{key}" in text
+
+
+def test_config_error_stops_the_program_cleanly() -> None:
+    import pulumi
+
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_missing_region_says_how_to_set_it() -> None:
+    config = raw()
+    del config["aws:region"]
+    with pytest.raises(ConfigError, match=r"pulumi config set aws:region us-west-2"):
+        load_stack_config("dev", config)
+
+
+def test_bad_region_is_named() -> None:
+    config = raw()
+    config["aws:region"] = "Oregon"
+    with pytest.raises(ConfigError, match=r"aws:region = 'Oregon'"):
+        load_stack_config("dev", config)
+
+
+def test_unknown_stack_name_without_environment_says_what_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"pulumi config set environment"):
+        load("feature-x")
+
+
+def test_plain_text_api_key_is_refused_with_the_secret_command() -> None:
+    message = one_problem("dev", apiKey=GOOD_KEY)
+    assert "plain text" in message
+    assert "pulumi config set --secret apiKey <value>" in message
+    assert GOOD_KEY not in message
+
+
+def test_short_api_key_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("dev", secret_keys=frozenset({API_KEY}), apiKey="short-key")
+    text = str(caught.value)
+    assert "at least 24" in text
+    assert "pulumi config set --secret apiKey" in text
+    assert "short-key" not in text
+
+
+def test_stack_name_that_cannot_be_a_namespace_is_refused() -> None:
+    message = one_problem("Feature_X", environment="pr", clusterStack="dev")
+    assert "'inference-Feature_X', not a DNS-1123 label" in message
+
+
+# ------------------------------------------------------------------ files agree with the code
+
+
+def project_config() -> dict[str, Any]:
+    document = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())
+    config: dict[str, Any] = document["config"]
+    return config
+
+
+def test_pulumi_yaml_describes_every_key_the_program_reads() -> None:
+    declared = project_config()
+    # apiKey is optional and secret; declaring it would make Pulumi require it on every stack.
+    assert set(declared) == KNOWN_KEYS - {"apiKey"}
+    for key, schema in declared.items():
+        assert schema.get("description"), key
+        assert schema.get("type") in ("string", "integer", "boolean", "array"), key
+        assert "default" in schema, f"{key} without a default would be required on every stack"
+
+
+def test_pulumi_yaml_defaults_do_not_hide_the_environment_defaults() -> None:
+    env_keys = {k for defaults in ENVIRONMENT_DEFAULTS.values() for k in defaults}
+    for key, schema in project_config().items():
+        default = schema["default"]
+        if key in env_keys and key != "deletionProtection":
+            assert default in ("", -1, []), key
+        elif key in COMMON_DEFAULTS:
+            assert default == COMMON_DEFAULTS[key], key
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_stack_files_spell_out_their_environment_defaults(stack: str) -> None:
+    values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    defaults = ENVIRONMENT_DEFAULTS[Environment(stack)]
+    for key, expected in defaults.items():
+        text = values.get(f"{P}:{key}")
+        assert text is not None, f"Pulumi.{stack}.yaml does not state {key}"
+        parsed = (
+            json.loads(text)
+            if text[:1] in "[{" or text in ("true", "false") or text.isdigit()
+            else text
+        )
+        assert parsed == expected, key
+    # And they load cleanly.
+    cfg = load_stack_config(stack, values)
+    assert cfg.image_variant is ImageVariant.CUDA
+
+
+def test_pr_template_loads_and_sets_only_pr_keys() -> None:
+    values, _ = read_stack_config(REPO_ROOT / "stacks" / "Pulumi.pr-template.yaml")
+    cfg = load_stack_config("pr-5", values)
+    assert cfg.is_ephemeral
+    assert cfg.cluster_stack
+
+
+def test_cluster_keys_at_their_project_defaults_are_accepted_on_pr_stacks() -> None:
+    # The CLI injects Pulumi.yaml's defaults into pr stacks too.
+    config = raw(clusterStack="dev")
+    for key, schema in project_config().items():
+        default = schema["default"]
+        if isinstance(default, bool):
+            config.setdefault(f"{P}:{key}", "true" if default else "false")
+        elif isinstance(default, list):
+            config.setdefault(f"{P}:{key}", json.dumps(default))
+        else:
+            config.setdefault(f"{P}:{key}", str(default))
+    assert load_stack_config("pr-3", config).is_ephemeral

@@ -1,0 +1,602 @@
+"""The whole Pulumi program under mocks, once per shipped stack file: the properties that matter."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pulumi.runtime import rpc
+
+from infra.addons import AUTOSCALER_MUTATING_ACTIONS, NODE_ADDONS, NODELESS_ADDONS
+from infra.cluster import CONTROL_PLANE_LOG_TYPES, GPU_NODE_LABELS, NODE_TEMPLATE_PREFIX
+from infra.mocks import ACCOUNT_ID, DEPLOYER_ROLE
+from infra.tools.plan import SAMPLE_EXPIRES_AT
+from infra.workload import EXPIRY_ANNOTATION
+from tests.infra.conftest import Inventory, policy
+
+CLUSTER = "aws:eks/cluster:Cluster"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+REPOSITORY = "aws:ecr/repository:Repository"
+IMAGE = "docker:index/image:Image"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SECRET = "aws:secretsmanager/secret:Secret"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+ASG_TAG = "aws:autoscaling/tag:Tag"
+ADDON = "aws:eks/addon:Addon"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+RETENTION = {"dev": 7, "staging": 30, "prod": 365, "pr-123": 3}
+HPA_BOUNDS = {"dev": (1, 2), "staging": (1, 3), "prod": (2, 6), "pr-123": (1, 1)}
+CAPACITY = {"dev": "SPOT", "staging": "SPOT", "prod": "ON_DEMAND"}
+GPU_SCALING = {"dev": (0, 1, 2), "staging": (0, 1, 3), "prod": (2, 2, 6)}
+AZS = {"dev": 2, "staging": 2, "prod": 3}
+NATS = {"dev": 1, "staging": 1, "prod": 3}
+
+
+def stack_of(inv: Inventory) -> str:
+    return inv.run.stack
+
+
+def outputs_of(inv: Inventory, type_: str, name: str) -> dict[str, Any]:
+    found = [r for r in inv.of_type(type_) if r.name == name]
+    assert len(found) == 1
+    return dict(found[0].outputs)
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
+    """Every leaf of ``value`` with its path and whether it sits inside a secret."""
+
+    def go(node: Any, where: str, secret: bool) -> Iterator[tuple[str, Any, bool]]:
+        if rpc.is_rpc_secret(node):
+            yield from go(node["value"], where, True)
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                yield from go(child, f"{where}.{key}", secret)
+        elif isinstance(node, list | tuple):
+            for index, child in enumerate(node):
+                yield from go(child, f"{where}[{index}]", secret)
+        else:
+            yield where, node, secret
+
+    yield from go(value, path, False)
+
+
+# ------------------------------------------------------------------ cluster
+
+
+def test_kubernetes_secrets_are_envelope_encrypted_with_a_rotating_key(
+    long_lived: Inventory,
+) -> None:
+    cluster = long_lived.one(CLUSTER)
+    key_arn = outputs_of(long_lived, KMS_KEY, "cluster-secrets-key")["arn"]
+    assert cluster["encryptionConfig"] == {
+        "provider": {"keyArn": key_arn},
+        "resources": ["secrets"],
+    }
+    assert key_arn.startswith(f"arn:aws:kms:us-west-2:{ACCOUNT_ID}:key/")
+    assert long_lived.one(KMS_KEY, "cluster-secrets-key")["enableKeyRotation"] is True
+
+
+def test_every_control_plane_log_type_goes_to_a_group_created_first(long_lived: Inventory) -> None:
+    cluster = next(r for r in long_lived.registrations if r.type == CLUSTER)
+    assert cluster.inputs["enabledClusterLogTypes"] == list(CONTROL_PLANE_LOG_TYPES)
+    assert set(CONTROL_PLANE_LOG_TYPES) == {
+        "api",
+        "audit",
+        "authenticator",
+        "controllerManager",
+        "scheduler",
+    }
+    group = next(r for r in long_lived.registrations if r.name == "cluster-control-plane-logs")
+    assert group.inputs["name"] == f"/aws/eks/torch-eks-inference-{stack_of(long_lived)}/cluster"
+    assert group.inputs["retentionInDays"] == RETENTION[stack_of(long_lived)]
+    assert group.inputs["kmsKeyId"] == outputs_of(long_lived, KMS_KEY, "cluster-logs-key")["arn"]
+    # EKS would create the group itself (no retention, no KMS) if the cluster came first.
+    assert group.urn in cluster.dependencies
+
+
+def test_api_endpoint_is_private_plus_an_allow_list(long_lived: Inventory) -> None:
+    vpc = long_lived.one(CLUSTER)["vpcConfig"]
+    assert vpc["endpointPrivateAccess"] is True
+    assert vpc["endpointPublicAccess"] is True
+    expected = ["0.0.0.0/0"] if stack_of(long_lived) == "dev" else ["198.51.100.0/24"]
+    assert vpc["publicAccessCidrs"] == expected
+    if stack_of(long_lived) in ("staging", "prod"):
+        assert "0.0.0.0/0" not in vpc["publicAccessCidrs"]
+
+
+def test_access_is_api_mode_with_an_explicit_admin_entry_for_the_deployer_role(
+    long_lived: Inventory,
+) -> None:
+    access = long_lived.one(CLUSTER)["accessConfig"]
+    assert access == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
+    entry = long_lived.one("aws:eks/accessEntry:AccessEntry")
+    # The role itself, not the assumed-role session ARN the deployer runs as.
+    assert entry["principalArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}"
+    association = long_lived.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert association["principalArn"] == entry["principalArn"]
+    assert association["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
+    assert association["accessScope"] == {"type": "cluster"}
+
+
+def test_cluster_version_is_pinned(long_lived: Inventory) -> None:
+    cluster = long_lived.one(CLUSTER)
+    assert cluster["version"] == "1.33"
+    assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
+    gpu = long_lived.one(NODE_GROUP, "cluster-gpu")
+    assert gpu["version"] == "1.33"
+
+
+@pytest.mark.parametrize("template", ["cluster-gpu-lt", "cluster-system-lt"])
+def test_nodes_require_imdsv2_one_hop_and_an_encrypted_gp3_root(
+    long_lived: Inventory, template: str
+) -> None:
+    lt = long_lived.one(LAUNCH_TEMPLATE, template)
+    assert lt["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+    }
+    (device,) = lt["blockDeviceMappings"]
+    ebs = device["ebs"]
+    assert device["deviceName"] == "/dev/xvda"
+    assert ebs["volumeType"] == "gp3"
+    assert ebs["encrypted"] == "true"
+    assert ebs["kmsKeyId"] == outputs_of(long_lived, KMS_KEY, "cluster-secrets-key")["arn"]
+
+
+def test_gpu_node_group_is_tainted_labelled_and_sized_per_stack(long_lived: Inventory) -> None:
+    stack = stack_of(long_lived)
+    gpu = long_lived.one(NODE_GROUP, "cluster-gpu")
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["labels"] == dict(GPU_NODE_LABELS)
+    assert gpu["capacityType"] == CAPACITY[stack]
+    scaling = gpu["scalingConfig"]
+    assert (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"]) == GPU_SCALING[stack]
+    assert all(t.split(".")[0] in ("g4dn", "g5", "g6") for t in gpu["instanceTypes"])
+    (template,) = [r for r in long_lived.of_type(LAUNCH_TEMPLATE) if r.name == "cluster-gpu-lt"]
+    assert gpu["launchTemplate"] == {"id": template.id, "version": "1"}
+    assert template.id.startswith("lt-")
+
+
+def test_system_node_group_is_on_demand_and_untainted(long_lived: Inventory) -> None:
+    system = long_lived.one(NODE_GROUP, "cluster-system")
+    assert system["capacityType"] == "ON_DEMAND"
+    assert system["amiType"] == "AL2023_x86_64_STANDARD"
+    assert not system.get("taints")
+    assert system["scalingConfig"]["minSize"] >= 1
+
+
+def test_empty_gpu_group_advertises_its_nodes_to_the_autoscaler(long_lived: Inventory) -> None:
+    asg = outputs_of(long_lived, NODE_GROUP, "cluster-gpu")["resources"][0]["autoscalingGroups"][0]
+    tags = {r.inputs["tag"]["key"]: r.inputs for r in long_lived.of_type(ASG_TAG)}
+    assert {t["autoscalingGroupName"] for t in tags.values()} == {asg["name"]}
+    assert all(t["tag"]["propagateAtLaunch"] is False for t in tags.values())
+    values = {key: t["tag"]["value"] for key, t in tags.items()}
+    assert values == {
+        f"{NODE_TEMPLATE_PREFIX}/label/workload-class": "gpu",
+        f"{NODE_TEMPLATE_PREFIX}/label/nvidia.com/gpu.present": "true",
+        f"{NODE_TEMPLATE_PREFIX}/taint/nvidia.com/gpu": "true:NoSchedule",
+        f"{NODE_TEMPLATE_PREFIX}/resources/nvidia.com/gpu": "1",
+    }
+
+
+def test_node_role_has_only_the_three_node_policies(long_lived: Inventory) -> None:
+    attached = sorted(
+        r.inputs["policyArn"]
+        for r in long_lived.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if r.name.startswith("cluster-node-")
+    )
+    assert attached == [
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    ]
+    trust = policy(long_lived.one(ROLE, "cluster-node-role"), "assumeRolePolicy")
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_network_spans_the_stack_azs_with_its_nat_policy(long_lived: Inventory) -> None:
+    stack = stack_of(long_lived)
+    subnets = [r.inputs for r in long_lived.of_type("aws:ec2/subnet:Subnet")]
+    public = [s for s in subnets if "kubernetes.io/role/elb" in s["tags"]]
+    private = [s for s in subnets if "kubernetes.io/role/internal-elb" in s["tags"]]
+    assert len(public) == len(private) == AZS[stack]
+    assert len({s["availabilityZone"] for s in private}) == AZS[stack]
+    cluster_tag = f"kubernetes.io/cluster/torch-eks-inference-{stack}"
+    assert all(s["tags"][cluster_tag] == "shared" for s in subnets)
+    assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
+    nats = long_lived.of_type("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == NATS[stack]
+    nat_ids = {r.id for r in nats}
+    private_routes = [
+        r.inputs["routes"][0]
+        for r in long_lived.of_type("aws:ec2/routeTable:RouteTable")
+        if "private" in r.name
+    ]
+    assert len(private_routes) == AZS[stack]
+    assert {route["natGatewayId"] for route in private_routes} == nat_ids
+    assert all(route["cidrBlock"] == "0.0.0.0/0" for route in private_routes)
+    assert long_lived.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")["ingress"] == []
+
+
+# ------------------------------------------------------------------ add-ons
+
+
+def test_managed_addons_and_helm_releases(long_lived: Inventory) -> None:
+    addons = {r.inputs["addonName"]: r for r in long_lived.of_type(ADDON)}
+    assert set(addons) == set(NODELESS_ADDONS) | set(NODE_ADDONS)
+    assert all(a.inputs["addonVersion"].startswith("v") for a in addons.values())
+    cni = json.loads(addons["vpc-cni"].inputs["configurationValues"])
+    assert cni == {"enableNetworkPolicy": "true"}
+    cloudwatch = addons["amazon-cloudwatch-observability"]
+    insights_groups = [
+        r.urn for r in long_lived.of_type(LOG_GROUP) if "containerinsights" in r.inputs["name"]
+    ]
+    assert len(insights_groups) == 4
+    assert set(insights_groups) <= set(cloudwatch.dependencies)
+    (association,) = cloudwatch.inputs["podIdentityAssociations"]
+    assert association["serviceAccount"] == "cloudwatch-agent"
+    releases = {r.inputs["chart"]: r.inputs for r in long_lived.of_type(RELEASE)}
+    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler"}
+    autoscaler = releases["cluster-autoscaler"]["values"]
+    assert (
+        autoscaler["autoDiscovery"]["clusterName"] == f"torch-eks-inference-{stack_of(long_lived)}"
+    )
+    assert autoscaler["image"]["tag"] == "v1.33.0"
+    plugin = releases["nvidia-device-plugin"]["values"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin[
+        "tolerations"
+    ]
+
+
+def test_cluster_autoscaler_may_only_scale_this_clusters_groups(long_lived: Inventory) -> None:
+    stack = stack_of(long_lived)
+    document = policy(long_lived.one(ROLE_POLICY, "addons-cluster-autoscaler-policy"))
+    mutating = [
+        s
+        for s in document["Statement"]
+        if set(AUTOSCALER_MUTATING_ACTIONS)
+        & set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    ]
+    assert len(mutating) == 1
+    assert mutating[0]["Condition"] == {
+        "StringEquals": {
+            f"aws:ResourceTag/k8s.io/cluster-autoscaler/torch-eks-inference-{stack}": "owned"
+        }
+    }
+    for statement in document["Statement"]:
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert all("*" not in action for action in actions)
+    association = long_lived.one(POD_IDENTITY, "addons-cluster-autoscaler")
+    assert (association["namespace"], association["serviceAccount"]) == (
+        "kube-system",
+        "cluster-autoscaler",
+    )
+    role = long_lived.one(ROLE, "addons-cluster-autoscaler-role")
+    assert (
+        association["roleArn"]
+        == outputs_of(long_lived, ROLE, "addons-cluster-autoscaler-role")["arn"]
+    )
+    assert policy(role, "assumeRolePolicy")["Statement"][0]["Principal"] == {
+        "Service": "pods.eks.amazonaws.com"
+    }
+
+
+# ------------------------------------------------------------------ registry and image
+
+
+def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inventory) -> None:
+    repo = long_lived.one(REPOSITORY)
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    key_arn = outputs_of(long_lived, KMS_KEY, "registry-key")["arn"]
+    assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key_arn}]
+    assert repo["forceDelete"] is False
+    rules = json.loads(long_lived.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged", "any"]
+    assert rules[1]["selection"]["tagPrefixList"] == ["pr-"]
+
+
+def test_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
+    any_stack: Inventory,
+) -> None:
+    image = any_stack.one(IMAGE)
+    build = image["build"]
+    assert build["context"] == "."
+    assert build["dockerfile"] == "service/Dockerfile"
+    assert build["platform"] == "linux/amd64"
+    assert build["args"] == {"TORCH_VARIANT": "cuda"}
+    repo_url = f"{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev"
+    if stack_of(any_stack) in LONG_LIVED_NAMES:
+        repo_url = outputs_of(any_stack, REPOSITORY, "registry-repository")["repositoryUrl"]
+    repository, tag = image["imageName"].rsplit(":", 1)
+    assert repository == repo_url
+    assert (
+        tag.startswith("pr-123-cuda-")
+        if stack_of(any_stack) == "pr-123"
+        else tag.startswith("cuda-")
+    )
+    # The password makes the whole registry block secret.
+    assert rpc.is_rpc_secret(image["registry"])
+    registry = rpc.unwrap_rpc_secret(image["registry"])
+    assert registry["server"] == f"https://{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com"
+    assert registry["username"] == "AWS"
+
+
+LONG_LIVED_NAMES = ("dev", "staging", "prod")
+
+
+def test_deployment_runs_the_pushed_digest(any_stack: Inventory) -> None:
+    digest = outputs_of(any_stack, IMAGE, "image-image")["repoDigest"]
+    assert "@sha256:" in digest
+    assert len(digest.rsplit(":", 1)[1]) == 64
+    deployment = any_stack.one(DEPLOYMENT)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == digest
+
+
+def test_image_digest_follows_the_build_inputs(stack_run: Callable[[str], Inventory]) -> None:
+    digests = {
+        s: outputs_of(stack_run(s), IMAGE, "image-image")["repoDigest"] for s in ("dev", "staging")
+    }
+    # Different repositories and tags give different digests (the mocks hash the inputs).
+    assert digests["dev"] != digests["staging"]
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def test_pod_identity_role_reads_exactly_one_secret_with_one_key(any_stack: Inventory) -> None:
+    secret_arn = outputs_of(any_stack, SECRET, "api-key-secret")["arn"]
+    key_arn = outputs_of(any_stack, KMS_KEY, "api-key-key")["arn"]
+    document = policy(any_stack.one(ROLE_POLICY, "api-key-reader-policy"))
+    assert document["Statement"] == [
+        {
+            "Sid": "ReadTheApiKey",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        },
+        {
+            "Sid": "DecryptThroughSecretsManager",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": key_arn,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": "secretsmanager.us-west-2.amazonaws.com"}
+            },
+        },
+    ]
+    # The reader role has nothing else attached.
+    assert not [
+        r
+        for r in any_stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if r.name.startswith("api-key")
+    ]
+    assert [r.name for r in any_stack.of_type(ROLE_POLICY) if r.name.startswith("api-key")] == [
+        "api-key-reader-policy"
+    ]
+    trust = policy(any_stack.one(ROLE, "api-key-reader-role"), "assumeRolePolicy")
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert statement["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT_ID}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"].startswith(
+        f"arn:aws:eks:us-west-2:{ACCOUNT_ID}:cluster/torch-eks-inference-"
+    )
+
+
+def test_pod_identity_binds_the_deployments_service_account(any_stack: Inventory) -> None:
+    association = any_stack.one(POD_IDENTITY, "api-key-pod-identity")
+    pod = any_stack.one(DEPLOYMENT)["spec"]["template"]
+    namespace = any_stack.one("kubernetes:core/v1:Namespace")["metadata"]["name"]
+    assert association["namespace"] == namespace
+    assert association["serviceAccount"] == pod["spec"]["serviceAccountName"]
+    assert association["roleArn"] == outputs_of(any_stack, ROLE, "api-key-reader-role")["arn"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["API_KEY_SECRET_ARN"] == outputs_of(any_stack, SECRET, "api-key-secret")["arn"]
+
+
+def test_secret_is_kms_encrypted_and_its_value_always_secret(any_stack: Inventory) -> None:
+    secret = any_stack.one(SECRET)
+    assert secret["kmsKeyId"] == outputs_of(any_stack, KMS_KEY, "api-key-key")["arn"]
+    version = any_stack.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert rpc.is_rpc_secret(version["secretString"])
+
+
+def test_no_secret_value_appears_in_plain_text_in_any_input(any_stack: Inventory) -> None:
+    generated = outputs_of(any_stack, "random:index/randomPassword:RandomPassword", "api-key-value")
+    secrets = {rpc.unwrap_rpc_secret(generated["result"])}
+    kubeconfig_inputs = any_stack.one("pulumi:providers:kubernetes")["kubeconfig"]
+    assert rpc.is_rpc_secret(kubeconfig_inputs)
+    secrets.add(rpc.unwrap_rpc_secret(any_stack.one(IMAGE)["registry"])["password"])
+    assert all(len(s) >= 24 for s in secrets)
+    leaks = [
+        (r.type, r.name, path)
+        for r in any_stack.registrations
+        for path, leaf, inside_secret in walk(dict(r.inputs))
+        if not inside_secret and isinstance(leaf, str) and any(s in leaf for s in secrets)
+    ]
+    assert leaks == []
+
+
+def test_a_configured_api_key_never_appears_in_plain_text() -> None:
+    from infra.tools.plan import config_file, read_stack_config, run_program
+
+    key = "configured-api-key-0123456789-abcdef"
+    values, secret_keys = read_stack_config(config_file("dev"))
+    values["torch-eks-inference:apiKey"] = key
+    run = run_program(
+        "dev", config=values, secret_keys=[*secret_keys, "torch-eks-inference:apiKey"]
+    )
+    assert not [r for r in run.registrations if r.type.startswith("random:")]
+    version = next(r for r in run.registrations if r.type.endswith("secretVersion:SecretVersion"))
+    assert version.inputs["secretString"] == rpc.wrap_rpc_secret(key)
+    leaks = [
+        (r.type, r.name, path)
+        for r in run.registrations
+        for path, leaf, inside_secret in walk(dict(r.inputs))
+        if not inside_secret and isinstance(leaf, str) and key in leaf
+    ]
+    assert leaks == []
+
+
+# ------------------------------------------------------------------ per-stack settings
+
+
+def test_every_log_group_has_the_stack_retention_and_a_kms_key(long_lived: Inventory) -> None:
+    groups = long_lived.of_type(LOG_GROUP)
+    assert len(groups) == 5  # control plane + four Container Insights groups
+    for group in groups:
+        assert group.inputs["retentionInDays"] == RETENTION[stack_of(long_lived)], group.name
+        assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:"), group.name
+
+
+def test_hpa_bounds_per_stack(any_stack: Inventory) -> None:
+    spec = any_stack.one(HPA)["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == HPA_BOUNDS[stack_of(any_stack)]
+
+
+def test_prod_is_deletion_protected_and_dev_is_not(stack_run: Callable[[str], Inventory]) -> None:
+    stateful = (CLUSTER, KMS_KEY, REPOSITORY, SECRET)
+    prod, dev = stack_run("prod"), stack_run("dev")
+    assert prod.one(CLUSTER)["deletionProtection"] is True
+    assert dev.one(CLUSTER)["deletionProtection"] is False
+    for type_ in stateful:
+        assert all(r.protect for r in prod.of_type(type_) if "container-insights" not in r.name), (
+            type_
+        )
+        assert not any(r.protect for r in dev.of_type(type_)), type_
+    assert prod.one(SECRET)["recoveryWindowInDays"] == 30
+
+
+def test_service_type_per_stack(any_stack: Inventory) -> None:
+    service = any_stack.one("kubernetes:core/v1:Service")
+    expected = "LoadBalancer" if stack_of(any_stack) in ("staging", "prod") else "ClusterIP"
+    assert service["spec"]["type"] == expected
+
+
+def test_every_taggable_aws_resource_carries_the_stack_tags(any_stack: Inventory) -> None:
+    checked = 0
+    for r in any_stack.registrations:
+        if not r.type.startswith("aws:") or r.read:
+            continue
+        module, cls = r.type.split(":")[1].split("/")[0], r.type.rsplit(":", 1)[1]
+        resource_class = getattr(importlib.import_module(f"pulumi_aws.{module}"), cls)
+        if "tags" not in inspect.signature(resource_class._internal_init).parameters:
+            continue
+        tags = r.inputs.get("tags") or {}
+        assert tags.get("stack") == stack_of(any_stack), (r.type, r.name)
+        assert tags.get("managed-by") == "pulumi", (r.type, r.name)
+        checked += 1
+    assert checked >= 4
+
+
+# ------------------------------------------------------------------ ephemeral stacks
+
+
+def test_pr_stack_borrows_the_dev_cluster_and_owns_no_infrastructure(
+    stack_run: Callable[[str], Inventory],
+) -> None:
+    pr = stack_run("pr-123")
+    owned_elsewhere = {
+        CLUSTER,
+        NODE_GROUP,
+        "aws:ec2/vpc:Vpc",
+        "aws:ec2/subnet:Subnet",
+        REPOSITORY,
+        ADDON,
+        RELEASE,
+        LOG_GROUP,
+    }
+    assert not owned_elsewhere & pr.types()
+    (reference,) = pr.of_type("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == "organization/torch-eks-inference/dev"
+    dev_cluster = stack_run("dev").run.outputs["clusterName"]
+    assert pr.one(POD_IDENTITY)["clusterName"] == dev_cluster
+    assert pr.one("kubernetes:core/v1:Namespace")["metadata"]["name"] == "inference-pr-123"
+    assert pr.one(SECRET)["name"] == "torch-eks-inference/pr-123/api-key"
+    assert pr.one(SECRET)["recoveryWindowInDays"] == 0
+
+
+def test_everything_a_pr_stack_owns_carries_its_expiry(
+    stack_run: Callable[[str], Inventory],
+) -> None:
+    pr = stack_run("pr-123")
+    tagged = [r for r in pr.registrations if r.type.startswith("aws:") and "tags" in r.inputs]
+    assert len(tagged) >= 4
+    assert all(r.inputs["tags"]["expires-at"] == SAMPLE_EXPIRES_AT for r in tagged)
+    kubernetes_objects = [r for r in pr.registrations if r.type.startswith("kubernetes:")]
+    assert kubernetes_objects
+    assert all(
+        r.inputs["metadata"]["annotations"][EXPIRY_ANNOTATION] == SAMPLE_EXPIRES_AT
+        for r in kubernetes_objects
+    )
+    assert pr.run.outputs["expiresAt"] == SAMPLE_EXPIRES_AT
+
+
+def test_long_lived_stacks_do_not_expire(long_lived: Inventory) -> None:
+    assert all("expires-at" not in (r.inputs.get("tags") or {}) for r in long_lived.registrations)
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def test_dev_exports_what_pr_stacks_and_people_need(stack_run: Callable[[str], Inventory]) -> None:
+    run = stack_run("dev").run
+    for name in (
+        "clusterName",
+        "clusterArn",
+        "kubeconfig",
+        "ecrRepositoryUrl",
+        "ecrRegistryId",
+        "imageDigest",
+        "secretArn",
+        "serviceUrl",
+        "logGroupNames",
+    ):
+        assert name in run.outputs, name
+    assert run.secret_outputs == {"kubeconfig"}
+    kubeconfig = json.loads(rpc.unwrap_rpc_secret(run.outputs["kubeconfig"]))
+    user = kubeconfig["users"][0]["user"]
+    assert "token" not in user
+    assert user["exec"]["command"] == "aws"
+    assert user["exec"]["args"][:4] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        run.outputs["clusterName"],
+    ]
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://")
+    assert server.endswith(".gr7.us-west-2.eks.amazonaws.com")
+    assert run.outputs["serviceUrl"] == "http://inference.inference.svc.cluster.local"
+    assert set(run.outputs["logGroupNames"]) == {
+        "controlPlane",
+        "application",
+        "dataplane",
+        "host",
+        "performance",
+    }
+
+
+def test_each_stack_runs_under_mocks_in_seconds(any_stack: Inventory) -> None:
+    # The whole program per stack; generous bound for a loaded 2-core CI machine.
+    assert any_stack.seconds < 60
