@@ -1,0 +1,149 @@
+"""Markdown tables of the service benchmark and the check of its targets.
+
+The issue sets three targets: the compute-heavy model served at >= 0.85 x the bare forward pass
+at saturation, >= 1.2 x LitServe's throughput at concurrency 64, and a median latency at
+concurrency 1 within 2 ms of the model's own batch-1 forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from benchmarks.stats import CeilingFigures, Cell, ceiling_ratio
+
+CEILING_TARGET: Final = 0.85
+PEER_TARGET: Final = 1.2
+LATENCY_SLACK_MS: Final = 2.0
+SATURATION: Final = 64
+#: Server names as the tables show them.
+OURS: Final = "ours"
+OURS_UNBATCHED: Final = "ours, batching off"
+LITSERVE: Final = "LitServe"
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """One target, what was measured against it and whether it was met."""
+
+    name: str
+    model: str
+    measured: str
+    goal: str
+    met: bool | None  # None: not measured in this run
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def ceiling_table(ceilings: dict[str, dict[int, CeilingFigures]], threads: int) -> str:
+    """The bare forward pass of every model at every batch size."""
+    lines = [
+        "| model | batch | forward ms (median) | rows/s (median) | range of repeats "
+        "| torch threads |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, by_batch in ceilings.items():
+        for batch, figures in sorted(by_batch.items()):
+            low, high = min(figures.rows_per_s), max(figures.rows_per_s)
+            lines.append(
+                f"| {model} | {batch} | {figures.forward_ms:.2f} | {figures.throughput:,.0f} "
+                f"| {low:,.0f}-{high:,.0f} | {threads} |"
+            )
+    return "\n".join(lines)
+
+
+def cell_table(cells: Sequence[Cell], ceilings: dict[str, dict[int, CeilingFigures]]) -> str:
+    """One row per cell: throughput with its range, latency, ratio to the ceiling, CPU use."""
+    lines = [
+        "| model | server | route | max batch | c | req/s (median) | range | p50 ms | p99 ms "
+        "| x ceiling | mean batch | model busy | server cores | other cores | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        low, high = cell.throughput_range
+        ratio = ceiling_ratio(cell, ceilings.get(cell.model, {}))
+        metrics = cell.metrics
+        lines.append(
+            f"| {cell.model} | {cell.server} | {cell.route} | {cell.max_batch_size} "
+            f"| {cell.concurrency} | {cell.throughput:,.0f} | {low:,.0f}-{high:,.0f} "
+            f"| {cell.p50_ms:.2f} | {cell.p99_ms:.2f} "
+            f"| {_num(ratio, 2)} (b{cell.ceiling_batch}) "
+            f"| {_num(metrics.mean_batch if metrics else None)} "
+            f"| {'n/a' if metrics is None else f'{metrics.model_busy:.0%}'} "
+            f"| {_num(cell.server_cores, 2)} | {_num(cell.other_cores, 2)} | {cell.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def _find(cells: Sequence[Cell], model: str, server: str, concurrency: int) -> Cell | None:
+    for cell in cells:
+        if (
+            cell.model == model
+            and cell.server == server
+            and cell.route == "predict"
+            and cell.concurrency == concurrency
+        ):
+            return cell
+    return None
+
+
+def check_targets(
+    cells: Sequence[Cell],
+    ceilings: dict[str, dict[int, CeilingFigures]],
+    heavy_model: str,
+) -> list[TargetCheck]:
+    """Evaluate the three targets of the issue for every model measured."""
+    checks: list[TargetCheck] = []
+    saturated = _find(cells, heavy_model, OURS, SATURATION)
+    if saturated is not None:
+        ratio = ceiling_ratio(saturated, ceilings.get(heavy_model, {}))
+        checks.append(
+            TargetCheck(
+                f"throughput at c={SATURATION} vs bare forward (batch {saturated.ceiling_batch})",
+                heavy_model,
+                _num(ratio, 2) + " x",
+                f">= {CEILING_TARGET} x",
+                None if ratio is None else ratio >= CEILING_TARGET,
+            )
+        )
+    for model in dict.fromkeys(cell.model for cell in cells):
+        ours = _find(cells, model, OURS, SATURATION)
+        peer = _find(cells, model, LITSERVE, SATURATION)
+        if ours is not None and peer is not None and peer.throughput > 0:
+            ratio = ours.throughput / peer.throughput
+            checks.append(
+                TargetCheck(
+                    f"throughput at c={SATURATION} vs LitServe",
+                    model,
+                    f"{ratio:.2f} x ({ours.throughput:,.0f} vs {peer.throughput:,.0f} req/s)",
+                    f">= {PEER_TARGET} x",
+                    ratio >= PEER_TARGET,
+                )
+            )
+        lone = _find(cells, model, OURS, 1)
+        forward = ceilings.get(model, {}).get(1)
+        if lone is not None and forward is not None:
+            budget = forward.forward_ms + LATENCY_SLACK_MS
+            checks.append(
+                TargetCheck(
+                    "p50 at c=1 vs batch-1 forward + 2 ms",
+                    model,
+                    f"{lone.p50_ms:.2f} ms (forward {forward.forward_ms:.2f} ms)",
+                    f"<= {budget:.2f} ms",
+                    lone.p50_ms <= budget,
+                )
+            )
+    return checks
+
+
+def targets_table(checks: Sequence[TargetCheck]) -> str:
+    """The targets as a markdown table."""
+    verdict = {True: "met", False: "**missed**", None: "not measured"}
+    lines = ["| target | model | measured | goal | result |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {c.name} | {c.model} | {c.measured} | {c.goal} | {verdict[c.met]} |" for c in checks
+    ]
+    return "\n".join(lines)
