@@ -1,6 +1,7 @@
 """``python -m infra.delivery <command>``: what the workflows run, and what people run by hand.
 
     plan-diff  --stack dev --base origin/main [--head REV | --head-tree DIR] [--out FILE]
+    policy-check [--stack dev ...]                              (offline: the pack on the plan)
     preview    --stack dev --out build/preview [--pr N]          (needs the Pulumi CLI + backend)
     ephemeral  up --pr N [--ttl-hours 72] [--comment] | down --pr N [--comment]
     sweep      [--dry-run]
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("plan-diff", help="offline plan diff (see its --help)", add_help=False)
+    commands.add_parser(
+        "policy-check", help="policy pack on the mock inventory (see its --help)", add_help=False
+    )
 
     preview = commands.add_parser("preview", help="pulumi preview --diff + policy pack")
     preview.add_argument("--stack", required=True, choices=LONG_LIVED_STACKS)
@@ -179,6 +183,10 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["plan-diff"]:
         return plan_diff.main(args_list[1:])
+    if args_list[:1] == ["policy-check"]:
+        from infra.delivery import policy_check  # starts gRPC machinery: load only when asked
+
+        return policy_check.main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         return _COMMANDS[args.command](args, env or Env())
