@@ -1,6 +1,6 @@
 """Train, gate and package the bundled digits model into a model directory.
 
-    python -m service.model.package --out DIR [--min-accuracy 0.97] [--format export|torchscript]
+    python -m service.model.package --out DIR [--min-accuracy 0.97] [--format torchscript|export]
 
 The accuracy is measured on the held-out digits with the packaged artifact itself, loaded back
 through the service's own loader, so the figure describes exactly the bytes that get served.
@@ -41,7 +41,11 @@ from service.signature import (
 
 #: The ``--format`` choices and the signature platform each produces.
 FORMATS: Final = {"export": PLATFORM_EXPORT, "torchscript": PLATFORM_TORCHSCRIPT}
-DEFAULT_FORMAT: Final = "export"
+#: TorchScript by default: for a model this small the per-call cost is interpreter overhead, and
+#: its C++ interpreter measured ~3x faster per batch here than the Python-level module of an
+#: exported program (0.56 ms vs 1.6 ms at batch 1, one thread). ``--format export`` is the
+#: forward-looking format (TorchScript is deprecated upstream); the loader serves both.
+DEFAULT_FORMAT: Final = "torchscript"
 DEFAULT_MIN_ACCURACY: Final = 0.97
 MODEL_VERSION: Final = "1"
 #: Name of the accuracy figure in ``signature.json``'s metrics.
