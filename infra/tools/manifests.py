@@ -306,8 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for error in errors:
         print(f"SCHEMA ERROR {error}")
     print(
-        f"schema (kubernetes-validate {kubernetes_validate.__version__}, Kubernetes {version}, "
-        f"strict): {len(docs) - len({e.document for e in errors})}/{len(docs)} valid"
+        f"schema (kubernetes-validate {kubernetes_validate.__version__}, strict, Kubernetes "
+        f"{kubernetes_version} schemas v{version}): "
+        f"{len(docs) - len({e.document for e in errors})}/{len(docs)} valid"
     )
     failed |= bool(errors)
 
