@@ -12,6 +12,7 @@ Two components, because they are needed at different times:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -173,7 +174,7 @@ class ContainerInsightsLogs(pulumi.ComponentResource):
             group = aws.cloudwatch.LogGroup(
                 f"{name}-{log_type}",
                 name=pulumi.Output.from_input(args.cluster_name).apply(
-                    lambda cluster, t=log_type: container_insights_log_group_name(cluster, t)  # type: ignore[misc]
+                    functools.partial(container_insights_log_group_name, log_type=log_type)
                 ),
                 retention_in_days=args.retention_days,
                 kms_key_id=key.arn,
