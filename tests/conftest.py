@@ -7,6 +7,7 @@ never leave a process or a container behind.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -90,8 +91,11 @@ def moto_server() -> Iterator[str]:
 def _model_sources_digest() -> str:
     """Hash of everything that decides the packaged model's bytes, so a code change re-packages."""
     digest = hashlib.sha256()
+    for package in ("torch", "scikit-learn"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}".encode())
     sources = [
         REPO_ROOT / "service" / "signature.py",
+        REPO_ROOT / "service" / "model_loader.py",
         *sorted((REPO_ROOT / "service" / "model").glob("*.py")),
     ]
     for source in sources:
@@ -102,7 +106,10 @@ def _model_sources_digest() -> str:
 
 @pytest.fixture(scope="session")
 def packaged_model_dir() -> Path:
-    """The bundled digits model, trained, gated and packaged once (cached across runs)."""
+    """The bundled digits model, trained, gated and packaged once (cached across runs).
+
+    The directory is shared by every test and every later run: copy it before changing anything.
+    """
     from service.model.package import package_model
 
     target = TEST_MODEL_CACHE / _model_sources_digest()
