@@ -133,7 +133,7 @@ class ApiKeySecret(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.eks.PodIdentityAssociation(
+        association = aws.eks.PodIdentityAssociation(
             f"{name}-pod-identity",
             cluster_name=args.cluster_name,
             namespace=args.namespace,
@@ -142,7 +142,11 @@ class ApiKeySecret(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=child,
         )
-        self.secret_arn = secret.arn
+        # The ARN is handed out only once the association exists: a pod created earlier would
+        # never get credentials injected, so whatever uses the ARN must wait for it.
+        self.secret_arn = pulumi.Output.all(secret.arn, association.association_arn).apply(
+            lambda v: str(v[0])
+        )
         self.key_arn = key.arn
         self.role_arn = role.arn
         self.register_outputs(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,44 @@ def test_kubeconfig_authenticates_through_the_aws_cli() -> None:
 def test_mocks_refuse_functions_they_do_not_know() -> None:
     with pytest.raises(NotImplementedError, match="aws:rds/getInstance:getInstance"):
         ProgramMocks().call(MockCallArgs("aws:rds/getInstance:getInstance", {}, ""))
+
+
+def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
+    """From infra/ as the working directory, with infra/ first on sys.path (runpy.run_path)."""
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "language_host.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, runpy, sys
+            sys.path.append({str(root)!r})
+            from infra.tools.plan import run_program
+            sys.path.remove({str(root)!r})
+            sys.modules.pop("secrets", None)
+            sys.path.insert(0, "")  # as `python -m`/`-c` would: infra/ itself importable
+            run = run_program("dev", program=lambda: runpy.run_path(".", run_name="__main__"))
+            import secrets
+            image = next(r for r in run.registrations if r.type == "docker:index/image:Image")
+            print(json.dumps({{
+                "secrets": secrets.__file__,
+                "build": image.inputs["build"],
+                "resources": len(run.registrations),
+            }}))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root / "infra",
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The standard library's secrets module, not infra/secrets.py.
+    assert not result["secrets"].startswith(str(root))
+    assert result["build"]["context"] == ".."
+    assert result["build"]["dockerfile"] == "../service/Dockerfile"
+    assert result["resources"] > 80

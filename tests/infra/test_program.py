@@ -412,6 +412,10 @@ def test_pod_identity_binds_the_deployments_service_account(any_stack: Inventory
     assert association["roleArn"] == outputs_of(any_stack, ROLE, "api-key-reader-role")["arn"]
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["API_KEY_SECRET_ARN"] == outputs_of(any_stack, SECRET, "api-key-secret")["arn"]
+    # A pod created before its association exists never gets credentials: it must wait.
+    (deployment,) = any_stack.of_type(DEPLOYMENT)
+    (bound,) = [r for r in any_stack.of_type(POD_IDENTITY) if r.name == "api-key-pod-identity"]
+    assert bound.urn in deployment.dependencies
 
 
 def test_secret_is_kms_encrypted_and_its_value_always_secret(any_stack: Inventory) -> None:
