@@ -110,11 +110,19 @@ def packaged_model_dir() -> Path:
 
     The directory is shared by every test and every later run: copy it before changing anything.
     """
+    target = TEST_MODEL_CACHE / _model_sources_digest()
+    if not (target / "signature.json").is_file():
+        _package_into(target)
+    # Models packaged from older sources are never used again.
+    for stale in TEST_MODEL_CACHE.iterdir():
+        if stale != target and not stale.name.startswith("packaging-"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return target
+
+
+def _package_into(target: Path) -> None:
     from service.model.package import package_model
 
-    target = TEST_MODEL_CACHE / _model_sources_digest()
-    if (target / "signature.json").is_file():
-        return target
     TEST_MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     # Package into a scratch dir and rename it into place, so an interrupted run or a parallel
     # worker never sees a half-written model.
@@ -128,4 +136,3 @@ def packaged_model_dir() -> Path:
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return target
