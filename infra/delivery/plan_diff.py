@@ -386,12 +386,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except PlanDiffError as exc:
         print(f"plan-diff: {exc}", file=sys.stderr)
+        # The PR comment says why there is no diff, instead of silently having none.
+        if args.out is not None:
+            _write(args.out, render_failure(args.stack, str(exc)))
         return 2
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown, encoding="utf-8")
+        _write(args.out, markdown)
     sys.stdout.write(markdown)
     return 0
+
+
+def render_failure(stack: str, error: str) -> str:
+    """Markdown for a diff that could not be computed, with the tail of the error."""
+    tail = "\n".join(error.strip().splitlines()[-20:]).replace("```", "` ` `")
+    return (
+        f"### Offline plan diff: stack `{stack}`\n\n**The plan could not be computed.**\n\n"
+        f"```text\n{tail}\n```\n"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

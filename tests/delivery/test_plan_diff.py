@@ -256,8 +256,12 @@ def test_unknown_revision_and_failing_plan_tool_are_clear_errors(
     assert main(["--stack", "dev", "--base", "no-such-branch", "--repo", str(toy_repo)]) == 2
     assert "unknown git revision 'no-such-branch'" in capsys.readouterr().err
 
-    assert main(["--stack", "nostack", "--base", "main", "--repo", str(toy_repo)]) == 2
+    out = toy_repo.parent / "nostack.md"
+    argv = ["--stack", "nostack", "--base", "main", "--repo", str(toy_repo), "--out", str(out)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
+    assert "The plan could not be computed" in out.read_text()
+    assert "FileNotFoundError" in out.read_text()
     assert "plan tool for stack 'nostack'" in err
     assert "FileNotFoundError" in err
     assert len(_worktrees(toy_repo).splitlines()) == 1
