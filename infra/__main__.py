@@ -48,9 +48,12 @@ from infra.registry import (  # noqa: E402
 )
 from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
 from infra.workload import Workload, WorkloadArgs  # noqa: E402
+from service import contract  # noqa: E402
 
 #: Name of the Deployment, Service and container of the inference service.
 APP_NAME = "inference"
+#: Port of the Kubernetes Service in front of the pods (they listen on the contract's port).
+SERVICE_PORT = 80
 
 
 def _image_tag(cfg: StackConfig) -> str:
@@ -81,11 +84,23 @@ def _workload(
             gpu_count=1 if gpu else 0,
             node_selector=dict(GPU_NODE_LABELS if gpu else SYSTEM_NODE_LABELS),
             exposure=cfg.service_type.value,
+            service_port=SERVICE_PORT,
             secret_arn=secret.secret_arn,
             labels={"torch-eks-inference/stack": cfg.stack},
             expires_at=cfg.expires_at_iso,
         ),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=depends_on),
+    )
+
+
+def _port_forward(workload: Workload) -> pulumi.Output[str]:
+    """How to reach the service from a workstation (kubeconfig from the stack output)."""
+    return pulumi.Output.concat(
+        "kubectl -n ",
+        workload.namespace,
+        " port-forward svc/",
+        workload.service_name,
+        f" {contract.DEFAULT_PORT}:{SERVICE_PORT}",
     )
 
 
@@ -222,6 +237,7 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("namespace", workload.namespace)
     pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("applicationLogGroupName", logs.application_log_group_name)
     pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
     pulumi.export(
@@ -257,6 +273,7 @@ def ephemeral(cfg: StackConfig) -> None:
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("namespace", workload.namespace)
     pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("expiresAt", cfg.expires_at_iso)
 
 

@@ -45,6 +45,8 @@ NODE_MANAGED_POLICIES: Final = (
     "AmazonEC2ContainerRegistryPullOnly",
     "AmazonEKS_CNI_Policy",
 )
+#: What the cluster role needs on the secrets key for envelope encryption.
+CLUSTER_KMS_ACTIONS: Final = ("kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey")
 CLUSTER_ADMIN_POLICY: Final = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
@@ -175,7 +177,7 @@ class Cluster(pulumi.ComponentResource):
         logs_key = self._kms_key(
             f"{name}-logs-key",
             "logs",
-            "CloudWatch log groups of the cluster",
+            "the control-plane log group",
             self._logs_key_policy(),
             child,
         )
@@ -204,6 +206,24 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # EKS encrypts and decrypts Kubernetes secrets as the cluster role: allow that one key.
+        cluster_kms = aws.iam.RolePolicy(
+            f"{name}-cluster-kms",
+            role=cluster_role.id,
+            policy=secrets_key.arn.apply(
+                lambda arn: document(
+                    [
+                        {
+                            "Sid": "EnvelopeEncryptionOfSecrets",
+                            "Effect": "Allow",
+                            "Action": list(CLUSTER_KMS_ACTIONS),
+                            "Resource": arn,
+                        }
+                    ]
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         cluster = aws.eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -229,7 +249,7 @@ class Cluster(pulumi.ComponentResource):
             deletion_protection=args.deletion_protection,
             tags=tags,
             opts=pulumi.ResourceOptions(
-                parent=self, protect=protect, depends_on=[log_group, cluster_policy]
+                parent=self, protect=protect, depends_on=[log_group, cluster_policy, cluster_kms]
             ),
         )
         self.eks_cluster = cluster
@@ -378,10 +398,7 @@ class Cluster(pulumi.ComponentResource):
         cluster = self._args.cluster_name
 
         def build(partition: str, account: str, region: str) -> str:
-            groups = [
-                f"arn:{partition}:logs:{region}:{account}:log-group:/aws/eks/{cluster}/*",
-                f"arn:{partition}:logs:{region}:{account}:log-group:/aws/containerinsights/{cluster}/*",
-            ]
+            groups = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/eks/{cluster}/*"
             return document(
                 [
                     account_root_statement(partition, account),

@@ -87,6 +87,22 @@ def test_kubernetes_secrets_are_envelope_encrypted_with_a_rotating_key(
     assert long_lived.one(KMS_KEY, "cluster-secrets-key")["enableKeyRotation"] is True
 
 
+def test_cluster_role_may_use_only_the_secrets_key(long_lived: Inventory) -> None:
+    key_arn = outputs_of(long_lived, KMS_KEY, "cluster-secrets-key")["arn"]
+    document = policy(long_lived.one(ROLE_POLICY, "cluster-cluster-kms"))
+    assert document["Statement"] == [
+        {
+            "Sid": "EnvelopeEncryptionOfSecrets",
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+            "Resource": key_arn,
+        }
+    ]
+    cluster = next(r for r in long_lived.of_type(CLUSTER))
+    grant = next(r for r in long_lived.of_type(ROLE_POLICY) if r.name == "cluster-cluster-kms")
+    assert grant.urn in cluster.dependencies
+
+
 def test_every_control_plane_log_type_goes_to_a_group_created_first(long_lived: Inventory) -> None:
     cluster = next(r for r in long_lived.registrations if r.type == CLUSTER)
     assert cluster.inputs["enabledClusterLogTypes"] == list(CONTROL_PLANE_LOG_TYPES)
@@ -592,6 +608,9 @@ def test_dev_exports_what_pr_stacks_and_people_need(stack_run: Callable[[str], I
     assert server.startswith("https://")
     assert server.endswith(".gr7.us-west-2.eks.amazonaws.com")
     assert run.outputs["serviceUrl"] == "http://inference.inference.svc.cluster.local"
+    assert run.outputs["portForwardCommand"] == (
+        "kubectl -n inference port-forward svc/inference 8080:80"
+    )
     assert set(run.outputs["logGroupNames"]) == {
         "controlPlane",
         "application",
