@@ -385,9 +385,6 @@ class _Reader:
     def fail(self, name: str, value: object, allowed: str) -> None:
         self.problems.append(f"{self.key(name)} = {value!r}: {allowed}")
 
-    def has(self, name: str) -> bool:
-        return self.key(name) in self.raw
-
     def _value(self, name: str) -> tuple[bool, Any]:
         """(given, value): the raw string if set, else the default (already typed).
 
