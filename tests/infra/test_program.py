@@ -623,3 +623,51 @@ def test_dev_exports_what_pr_stacks_and_people_need(stack_run: Callable[[str], I
 def test_each_stack_runs_under_mocks_in_seconds(any_stack: Inventory) -> None:
     # The whole program per stack; generous bound for a loaded 2-core CI machine.
     assert any_stack.seconds < 60
+
+
+# ------------------------------------------------------------------ other settings
+
+
+@pytest.fixture(scope="module")
+def customised() -> Inventory:
+    """dev with the CPU image, a fixed tag, an extra admin, extra tags and Kubernetes 1.32."""
+    from infra.tools.plan import config_file, read_stack_config, run_program
+
+    values, secret_keys = read_stack_config(config_file("dev"))
+    values.update(
+        {
+            "torch-eks-inference:imageVariant": "cpu",
+            "torch-eks-inference:imageTag": "v1.2.3",
+            "torch-eks-inference:adminRoleArns": json.dumps(
+                [f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins"]
+            ),
+            "torch-eks-inference:tags": json.dumps(["team=ml"]),
+            "torch-eks-inference:kubernetesVersion": "1.32",
+        }
+    )
+    return Inventory(run_program("dev", config=values, secret_keys=secret_keys), 0.0)
+
+
+def test_cpu_variant_runs_on_system_nodes_without_a_gpu(customised: Inventory) -> None:
+    assert customised.one(IMAGE)["build"]["args"] == {"TORCH_VARIANT": "cpu"}
+    pod = customised.one(DEPLOYMENT)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"workload-class": "system"}
+    limits = pod["containers"][0]["resources"].get("limits", {})
+    assert "nvidia.com/gpu" not in limits
+
+
+def test_fixed_image_tag_extra_admin_tags_and_version(customised: Inventory) -> None:
+    assert customised.one(IMAGE)["imageName"].endswith("/torch-eks-inference/dev:v1.2.3")
+    principals = sorted(
+        r.inputs["principalArn"] for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
+    )
+    assert principals == [
+        f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}",
+        f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins",
+    ]
+    assert customised.one(CLUSTER)["tags"]["team"] == "ml"
+    assert customised.one(CLUSTER)["version"] == "1.32"
+    autoscaler = next(
+        r for r in customised.of_type(RELEASE) if r.inputs["chart"] == "cluster-autoscaler"
+    )
+    assert autoscaler.inputs["values"]["image"]["tag"] == "v1.32.0"
