@@ -86,8 +86,14 @@ def parse_raw(text: str, seconds: float, rate_hz: int) -> Profile:
     return Profile(seconds, rate_hz, threads)
 
 
-def record(pid: int, seconds: float, output: Path, rate_hz: int = RATE_HZ) -> Profile:
-    """Sample process ``pid`` (and its threads) for ``seconds`` and return the parsed profile."""
+def record(
+    pid: int, seconds: float, output: Path, rate_hz: int = RATE_HZ, *, gil: bool = False
+) -> Profile:
+    """Sample process ``pid`` (and its threads) for ``seconds`` and return the parsed profile.
+
+    By default every thread is sampled, idle or not. With ``gil`` only the thread holding the
+    GIL is, so each thread's samples measure how long it held the GIL.
+    """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise ProfileError("py-spy is not installed (pip install py-spy)")
@@ -103,7 +109,7 @@ def record(pid: int, seconds: float, output: Path, rate_hz: int = RATE_HZ) -> Pr
         "--format",
         "raw",
         "--threads",
-        "--idle",
+        "--gil" if gil else "--idle",
         "--nonblocking",
         "--output",
         str(output),
@@ -130,3 +136,18 @@ def summarize(profile: Profile, threads: tuple[str, ...], top: int = 8) -> str:
         )
         parts.append(f"- thread `{name}` ({thread.samples} samples): {own}")
     return "\n".join(parts)
+
+
+def summarize_gil(profile: Profile, top: int = 5) -> str:
+    """Markdown: how much of the wall time the GIL was held, by which thread, doing what."""
+    expected = profile.expected_samples
+    held = sum(thread.samples for thread in profile.threads.values())
+    lines = [f"- GIL held {held / expected:.0%} of the wall time" if expected else "- no samples"]
+    for thread in sorted(profile.threads.values(), key=lambda t: t.samples, reverse=True):
+        if thread.samples < 0.01 * expected:
+            continue  # held for under 1 % of the time: noise
+        frames = ", ".join(
+            f"`{frame}` {count / expected:.0%}" for frame, count in thread.own.most_common(top)
+        )
+        lines.append(f"- by `{thread.name}` {thread.samples / expected:.0%}: {frames}")
+    return "\n".join(lines)

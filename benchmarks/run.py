@@ -43,6 +43,7 @@ from service.signature import ModelSignature
 
 OUT_DIR: Final = Path(__file__).resolve().parent / "out"
 CONCURRENCIES: Final = (1, 8, 64)
+SATURATION: Final = tables.SATURATION
 DIGITS: Final = "digits"
 HEAVY: Final = "heavy"
 #: The threads of our server that do the work: the event loop and the batcher's worker.
@@ -218,30 +219,6 @@ def measure_cell(
     return cell
 
 
-def profile_under_load(
-    server: RunningServer, model: ModelUnderTest, concurrency: int, plan: Plan, work: Path
-) -> tuple[profiling.Profile, LoadResult]:
-    """Record the server with py-spy while wrk drives ``/predict`` at ``concurrency``."""
-    url = server.base_url + bodies.url_path(bodies.ROUTE_PREDICT, model.name)
-    results: list[LoadResult] = []
-    load = threading.Thread(
-        target=lambda: results.append(
-            run_wrk(url, model.bodies[bodies.ROUTE_PREDICT], concurrency, plan.profile_seconds + 2)
-        )
-    )
-    load.start()
-    time.sleep(1)
-    try:
-        profile = profiling.record(
-            server.process.pid,
-            plan.profile_seconds,
-            work / f"profile-{model.name}-c{concurrency}.txt",
-        )
-    finally:
-        load.join()
-    return profile, results[0]
-
-
 @dataclass(frozen=True)
 class ProfileNote:
     """A profile of our server at one concurrency, with the load it ran under."""
@@ -249,7 +226,35 @@ class ProfileNote:
     model: str
     concurrency: int
     profile: profiling.Profile
+    gil: profiling.Profile
     load: LoadResult
+
+
+def profile_under_load(
+    server: RunningServer, model: ModelUnderTest, concurrency: int, plan: Plan, work: Path
+) -> ProfileNote:
+    """Record the server with py-spy (all threads, then the GIL holder) under ``/predict`` load."""
+    url = server.base_url + bodies.url_path(bodies.ROUTE_PREDICT, model.name)
+    results: list[LoadResult] = []
+    seconds = 2 * plan.profile_seconds + 3
+    load = threading.Thread(
+        target=lambda: results.append(
+            run_wrk(url, model.bodies[bodies.ROUTE_PREDICT], concurrency, seconds)
+        )
+    )
+    load.start()
+    time.sleep(1)
+    stem = work / f"profile-{model.name}-c{concurrency}"
+    try:
+        wall = profiling.record(server.process.pid, plan.profile_seconds, stem.with_suffix(".txt"))
+        gil = profiling.record(
+            server.process.pid, plan.profile_seconds, Path(f"{stem}-gil.txt"), gil=True
+        )
+    finally:
+        load.join()
+    if not results:
+        raise profiling.ProfileError(f"the load for the profile at c={concurrency} failed")
+    return ProfileNote(model.name, concurrency, wall, gil, results[0])
 
 
 def run_server_cells(
@@ -266,18 +271,17 @@ def run_server_cells(
     notes: list[ProfileNote] = []
     log(f"{label} serving {model.name} (max batch {config.max_batch_size})")
     with running_server(config, work) as server:
-        for route in routes:
-            check_answer(server, model, route)
+        if config.kind != "floor":  # the floor has no model to give a right answer
+            for route in routes:
+                check_answer(server, model, route)
         for route, concurrencies in routes.items():
             for concurrency in concurrencies:
                 cells.append(measure_cell(server, model, label, route, concurrency, plan))
         for concurrency in profile_at:
             try:
-                profile, load = profile_under_load(server, model, concurrency, plan, work)
+                notes.append(profile_under_load(server, model, concurrency, plan, work))
             except profiling.ProfileError as exc:
                 log(f"  profile at c={concurrency} failed: {exc}")
-                continue
-            notes.append(ProfileNote(model.name, concurrency, profile, load))
     return cells, notes
 
 
@@ -314,7 +318,9 @@ Measured by `python -m benchmarks.run` on {datetime.datetime.now(datetime.UTC):%
 - **Cells**: {plan.warmup_s} s warm-up, then {plan.repeats} x {plan.seconds} s; figures are the
   medians of the repeats and *range* is the lowest-highest throughput of the repeats.
   *server cores* / *other cores*: average cores used by the server's processes and by everything
-  outside the benchmark (other people's work on this shared machine) during the repeats.
+  outside the benchmark (other people's work on this shared machine) during the repeats;
+  *CPU ms/req* is the server's CPU time per answered request, the figure least disturbed by
+  other work.
   *mean batch* and *model busy* (share of wall time inside forward passes) come from our
   server's `/metrics`.
 - **Ceiling**: the model's own forward pass in a loop (`benchmarks/ceiling.py`: loaded by
@@ -322,12 +328,17 @@ Measured by `python -m benchmarks.run` on {datetime.datetime.now(datetime.UTC):%
   the servers); *x ceiling* divides a cell's throughput by the ceiling's rows/s at the largest
   batch that cell's concurrency can form (`b` = min(concurrency, max batch)).
 - **Fair peer**: LitServe {found["litserve"]} (`benchmarks/litserve_peer.py`) serves the same
-  TorchScript file loaded by our loader with the same torch threads ({threads}), the same
+  model directory loaded by our loader with the same torch threads ({threads}), the same
   `max_batch_size` ({batch}) and `batch_timeout` ({timeout_ms:g} ms), one inference worker and
-  one API server process, our `/predict` decoder and encoder, the same body and the same load
-  generator in the same run. Our server runs with its defaults otherwise
-  (`MAX_BATCH_SIZE={batch}`, `BATCH_TIMEOUT_MS={timeout_ms:g}`, `TORCH_THREADS={threads}`, JSON
-  access log at INFO to a file); LitServe logs at its default level too.
+  one API server process (its own processes: it may use both cores without sharing a GIL), its
+  ZeroMQ transport (`fast_queue=True`, its advice above 100 req/s), our `/predict` decoder and
+  encoder, the same body and the same load generator in the same run. Our server runs with its
+  defaults otherwise (`MAX_BATCH_SIZE={batch}`, `BATCH_TIMEOUT_MS={timeout_ms:g}`,
+  `TORCH_THREADS={threads}`, JSON access log at INFO to a file); LitServe logs at its default
+  level (uvicorn access log at INFO) to a file too.
+- **HTTP floor**: `benchmarks/http_floor.py`, FastAPI on uvicorn (uvloop, httptools) like our
+  server, parsing the same `/predict` body and answering without a model: the most this web
+  stack serves on this machine.
 - **Heavy model**: `benchmarks/heavy_model.py`, a residual CNN with the digits model's input and
   output (same bodies), random weights; its batch-32 forward time is in the ceiling table.
 """
@@ -363,8 +374,11 @@ def render(
         for note in notes:
             parts.append(
                 f"**{note.model}, concurrency {note.concurrency}** "
-                f"({note.load.throughput:,.0f} req/s while sampled):\n\n"
+                f"({note.load.throughput:,.0f} req/s while sampled). Wall time by innermost "
+                "frame:\n\n"
                 + profiling.summarize(note.profile, PROFILED_THREADS)
+                + "\n\nWho held the GIL (share of wall time):\n\n"
+                + profiling.summarize_gil(note.gil)
             )
     return "\n\n".join(parts) + "\n"
 
@@ -419,15 +433,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         predict_only: dict[str, Sequence[int]] = {bodies.ROUTE_PREDICT: CONCURRENCIES}
         ours_routes = dict(predict_only)
         if model.name == DIGITS:
-            # The codecs matter for a small model: compare the v2 encodings at both ends.
-            ours_routes[bodies.ROUTE_V2_JSON] = (1, 64)
-            ours_routes[bodies.ROUTE_V2_BINARY] = (1, 64)
+            # The codecs matter for a small model: compare the v2 encodings.
+            ours_routes[bodies.ROUTE_V2_JSON] = (SATURATION,)
+            ours_routes[bodies.ROUTE_V2_BINARY] = (1, SATURATION)
         servers: list[tuple[ServerConfig, str, dict[str, Sequence[int]], Sequence[int]]] = [
             (config("ours", batch), tables.OURS, ours_routes, () if args.no_profile else (1, 64)),
             (config("ours", 1), tables.OURS_UNBATCHED, predict_only, ()),
         ]
         if not args.no_litserve:
             servers.append((config("litserve", batch), tables.LITSERVE, predict_only, ()))
+        if model.name == DIGITS:
+            # The web stack alone, once: it is the same whatever the model.
+            floor_routes: dict[str, Sequence[int]] = {bodies.ROUTE_PREDICT: (1, SATURATION)}
+            servers.append((config("floor", 1), tables.FLOOR, floor_routes, ()))
         for server_config, label, routes, profile_at in servers:
             new_cells, new_notes = run_server_cells(
                 server_config, label, model, plan, work, routes, profile_at

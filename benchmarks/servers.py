@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from benchmarks.http_floor import HEALTH_PATH as FLOOR_HEALTH
 from service.contract import ENV, PATHS
 
 HOST: Final = "127.0.0.1"
@@ -29,6 +30,8 @@ START_TIMEOUT_S: Final = 120.0
 STOP_TIMEOUT_S: Final = 30.0
 #: LitServe's readiness route (200 once its inference workers are up).
 LITSERVE_HEALTH: Final = "/health"
+#: The servers this module starts: ours, the LitServe peer and the model-less HTTP floor.
+KINDS: Final = ("ours", "litserve", "floor")
 
 
 class ServerError(RuntimeError):
@@ -39,7 +42,7 @@ class ServerError(RuntimeError):
 class ServerConfig:
     """One server under test: which implementation, which model, which batching settings."""
 
-    kind: str  # "ours" or "litserve"
+    kind: str  # one of KINDS
     model_dir: Path
     model_name: str
     max_batch_size: int
@@ -103,12 +106,16 @@ def server_command(config: ServerConfig, port: int) -> tuple[list[str], dict[str
             str(config.torch_threads),
         ]
         return command, env
-    raise ValueError(f"unknown server kind {config.kind!r}; expected 'ours' or 'litserve'")
+    if config.kind == "floor":
+        return [sys.executable, "-m", "benchmarks.http_floor", "--port", str(port)], env
+    raise ValueError(f"unknown server kind {config.kind!r}; expected one of {', '.join(KINDS)}")
 
 
 def ready_path(config: ServerConfig) -> str:
     """The route that answers 200 once the server can take inference requests."""
-    return PATHS.READY if config.kind == "ours" else LITSERVE_HEALTH
+    if config.kind == "ours":
+        return PATHS.READY
+    return LITSERVE_HEALTH if config.kind == "litserve" else FLOOR_HEALTH
 
 
 def _log_tail(path: Path, chars: int = 3000) -> str:

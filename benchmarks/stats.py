@@ -102,6 +102,14 @@ class Cell:
         return statistics.mean(share.server for share in self.cpu) if self.cpu else None
 
     @property
+    def cpu_ms_per_request(self) -> float | None:
+        """Server CPU time per successful request, in ms: robust to a busy machine."""
+        cores = self.server_cores
+        if cores is None or self.throughput <= 0:
+            return None
+        return cores / self.throughput * 1000
+
+    @property
     def ceiling_batch(self) -> int:
         """The largest batch a closed loop of ``concurrency`` clients can form with this server."""
         return min(self.concurrency, self.max_batch_size)

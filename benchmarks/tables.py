@@ -21,6 +21,7 @@ SATURATION: Final = 64
 OURS: Final = "ours"
 OURS_UNBATCHED: Final = "ours, batching off"
 LITSERVE: Final = "LitServe"
+FLOOR: Final = "HTTP floor (no model)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TargetCheck:
     measured: str
     goal: str
     met: bool | None  # None: not measured in this run
+    #: Measured facts that bear on the result (batching, CPU use, the floor), for the reader.
+    evidence: str = ""
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -59,21 +62,24 @@ def cell_table(cells: Sequence[Cell], ceilings: dict[str, dict[int, CeilingFigur
     """One row per cell: throughput with its range, latency, ratio to the ceiling, CPU use."""
     lines = [
         "| model | server | route | max batch | c | req/s (median) | range | p50 ms | p99 ms "
-        "| x ceiling | mean batch | model busy | server cores | other cores | errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x ceiling | mean batch | model busy | server cores | CPU ms/req | other cores "
+        "| errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
         low, high = cell.throughput_range
-        ratio = ceiling_ratio(cell, ceilings.get(cell.model, {}))
+        # The floor runs no model: no ceiling to compare it with.
+        ratio = None if cell.server == FLOOR else ceiling_ratio(cell, ceilings.get(cell.model, {}))
         metrics = cell.metrics
         lines.append(
             f"| {cell.model} | {cell.server} | {cell.route} | {cell.max_batch_size} "
             f"| {cell.concurrency} | {cell.throughput:,.0f} | {low:,.0f}-{high:,.0f} "
             f"| {cell.p50_ms:.2f} | {cell.p99_ms:.2f} "
-            f"| {_num(ratio, 2)} (b{cell.ceiling_batch}) "
+            f"| {'n/a' if ratio is None else f'{ratio:.2f} (b{cell.ceiling_batch})'} "
             f"| {_num(metrics.mean_batch if metrics else None)} "
             f"| {'n/a' if metrics is None else f'{metrics.model_busy:.0%}'} "
-            f"| {_num(cell.server_cores, 2)} | {_num(cell.other_cores, 2)} | {cell.errors} |"
+            f"| {_num(cell.server_cores, 2)} | {_num(cell.cpu_ms_per_request, 2)} "
+            f"| {_num(cell.other_cores, 2)} | {cell.errors} |"
         )
     return "\n".join(lines)
 
@@ -88,6 +94,18 @@ def _find(cells: Sequence[Cell], model: str, server: str, concurrency: int) -> C
         ):
             return cell
     return None
+
+
+def _cpu_facts(cell: Cell) -> str:
+    facts = [f"{cell.server} used {_num(cell.server_cores, 2)} cores"]
+    facts.append(f"{_num(cell.cpu_ms_per_request, 2)} ms CPU per request")
+    if cell.metrics is not None:
+        facts.append(
+            f"ran batches of {cell.metrics.mean_batch:.1f} rows on average with the model "
+            f"busy {cell.metrics.model_busy:.0%} of the time"
+        )
+    facts.append(f"other processes used {_num(cell.other_cores, 2)} cores")
+    return ", ".join(facts)
 
 
 def check_targets(
@@ -107,6 +125,7 @@ def check_targets(
                 _num(ratio, 2) + " x",
                 f">= {CEILING_TARGET} x",
                 None if ratio is None else ratio >= CEILING_TARGET,
+                f"at c={SATURATION} {_cpu_facts(saturated)}",
             )
         )
     for model in dict.fromkeys(cell.model for cell in cells):
@@ -121,12 +140,21 @@ def check_targets(
                     f"{ratio:.2f} x ({ours.throughput:,.0f} vs {peer.throughput:,.0f} req/s)",
                     f">= {PEER_TARGET} x",
                     ratio >= PEER_TARGET,
+                    f"{_cpu_facts(ours)}; {_cpu_facts(peer)}",
                 )
             )
         lone = _find(cells, model, OURS, 1)
         forward = ceilings.get(model, {}).get(1)
         if lone is not None and forward is not None:
             budget = forward.forward_ms + LATENCY_SLACK_MS
+            floor = next((c for c in cells if c.server == FLOOR and c.concurrency == 1), None)
+            unbatched = _find(cells, model, OURS_UNBATCHED, 1)
+            facts = [f"serving added {lone.p50_ms - forward.forward_ms:.2f} ms to the forward pass"]
+            if unbatched is not None:
+                facts.append(f"with batching off p50 was {unbatched.p50_ms:.2f} ms")
+            if floor is not None:
+                facts.append(f"the HTTP floor's p50 was {floor.p50_ms:.2f} ms")
+            facts.append(f"other processes used {_num(lone.other_cores, 2)} cores")
             checks.append(
                 TargetCheck(
                     "p50 at c=1 vs batch-1 forward + 2 ms",
@@ -134,6 +162,7 @@ def check_targets(
                     f"{lone.p50_ms:.2f} ms (forward {forward.forward_ms:.2f} ms)",
                     f"<= {budget:.2f} ms",
                     lone.p50_ms <= budget,
+                    ", ".join(facts),
                 )
             )
     return checks
@@ -146,4 +175,7 @@ def targets_table(checks: Sequence[TargetCheck]) -> str:
     lines += [
         f"| {c.name} | {c.model} | {c.measured} | {c.goal} | {verdict[c.met]} |" for c in checks
     ]
+    evidence = [f"- {c.model}, {c.name}: {c.evidence}." for c in checks if c.evidence]
+    if evidence:
+        lines += ["", "Measured alongside each target:", "", *evidence]
     return "\n".join(lines)

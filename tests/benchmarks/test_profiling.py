@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.profiling import ProfileError, parse_raw, summarize
+from benchmarks.profiling import ProfileError, parse_raw, summarize, summarize_gil
 
 RAW = """\
 thread (0x7F00): MainThread;<module> (service/__main__.py:9);Runner.run (runners.py:118) 150
@@ -41,3 +41,16 @@ def test_summarize_gives_shares_of_each_threads_samples() -> None:
 def test_parse_raw_rejects_lines_without_a_count() -> None:
     with pytest.raises(ProfileError, match="not a py-spy raw line"):
         parse_raw("thread (1): MainThread;f (a.py:1)\n", seconds=1, rate_hz=100)
+
+
+GIL_RAW = """\
+thread (1): MainThread;<module> (service/__main__.py:9);send (httptools_impl.py:1) 120
+thread (2): inference-worker;_execute (batching.py:20);forward (model_loader.py:99) 40
+"""
+
+
+def test_summarize_gil_gives_each_threads_share_of_the_wall_time() -> None:
+    text = summarize_gil(parse_raw(GIL_RAW, seconds=1, rate_hz=200))
+    assert "GIL held 80% of the wall time" in text
+    assert "by `MainThread` 60%: `send (httptools_impl.py)` 60%" in text
+    assert "by `inference-worker` 20%" in text

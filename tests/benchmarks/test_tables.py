@@ -71,7 +71,11 @@ def test_targets_are_checked_against_their_goals() -> None:
         _cell(tables.OURS, 1, [90.0], p50=3.5),  # forward 2.0 + 2 ms budget: met
     ]
     checks = {check.name: check for check in tables.check_targets(cells, CEILINGS, "heavy")}
-    assert checks["throughput at c=64 vs bare forward (batch 32)"].met is False
+    ceiling = checks["throughput at c=64 vs bare forward (batch 32)"]
+    assert ceiling.met is False
+    assert "batches of 30.0 rows" in ceiling.evidence
+    assert "model busy 95%" in ceiling.evidence
+    assert "Measured alongside each target" in tables.targets_table([ceiling])
     assert checks["throughput at c=64 vs LitServe"].met is True
     assert checks["p50 at c=1 vs batch-1 forward + 2 ms"].met is True
     slow = [_cell(tables.OURS, 1, [90.0], p50=4.5)]
