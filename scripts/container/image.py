@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from scripts.container.base_image import ensure_base_image
 from scripts.container.engine import (
@@ -73,13 +74,15 @@ def build_image(
     offline: bool = True,
     base_image: str | None = None,
     verbose: bool = False,
+    context: Path = REPO_ROOT,
     cli: DockerCli | None = None,
 ) -> BuiltImage:
     """Build the service image of ``variant`` and tag it; returns its id and size.
 
     ``offline`` builds the Debian base with debootstrap and installs wheels downloaded on the
     host; otherwise the base is pulled and pip uses the index. ``verbose`` streams BuildKit's
-    plain progress output instead of printing it only when the build fails.
+    plain progress output instead of printing it only when the build fails. ``context`` is the
+    build context (the repository root; the benchmark passes a copy it can edit).
     """
     tag = tag or default_tag(variant)
     builder = cli or buildkit_cli()
@@ -87,7 +90,7 @@ def build_image(
     argv = ["build", "--file", str(DOCKERFILE), "--tag", tag, "--progress", "plain"]
     for name, value in sorted(args.items()):
         argv += ["--build-arg", f"{name}={value}"]
-    argv.append(str(REPO_ROOT))
+    argv.append(str(context))
     progress(f"image {tag}: docker build ({variant}, {'offline' if offline else 'online'})")
     started = time.monotonic()
     result = builder.run(*argv, capture=not verbose, check=False)

@@ -12,12 +12,14 @@ stage is empty and pip uses the index.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +60,24 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def dependency_groups() -> str:
+    """The groups of pyproject.toml the image installs (``GROUPS``), canonically serialised."""
+    with PYPROJECT.open("rb") as handle:
+        groups = tomllib.load(handle).get("dependency-groups", {})
+    missing = [name for name in GROUPS if name not in groups]
+    if missing:
+        raise ValueError(f"pyproject.toml has no dependency group {', '.join(missing)}")
+    return json.dumps({name: groups[name] for name in GROUPS}, sort_keys=True)
+
+
 def inputs_digest(variant: str) -> str:
-    """Hash of what decides the wheelhouse's content: constraints, pyproject, variant, pip."""
+    """Hash of what decides the wheelhouse's content: constraints, dependency groups, variant.
+
+    Only the image's dependency groups of pyproject.toml count, so editing the rest keeps
+    the cached wheelhouse (and, through an unchanged build argument, the image's cached layers).
+    """
     digest = hashlib.sha256()
-    for part in (CONSTRAINTS.read_bytes(), PYPROJECT.read_bytes(), variant.encode()):
+    for part in (CONSTRAINTS.read_bytes(), dependency_groups().encode(), variant.encode()):
         digest.update(hashlib.sha256(part).digest())
     digest.update(f"pip=={PIP_VERSION} groups={GROUPS}".encode())
     return digest.hexdigest()[:12]
