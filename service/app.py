@@ -333,18 +333,27 @@ def create_app(
     )
 
     def served_model(name: str, version: str | None = None) -> ServableModel:
+        # While draining (after SIGTERM) the model keeps answering: requests that still reach
+        # the server are served; only the readiness answers turn false.
         if name != settings.model_name:
             raise NotFoundError(
                 f"unknown model {name!r:.100}; this server serves {settings.model_name!r}"
             )
-        if not state.ready or state.model is None:
+        model = state.model
+        if model is None or state.batcher is None:
             raise NotReadyError(f"model {name!r} is not ready: {state.not_ready_reason()}")
-        if version is not None and version != state.model.signature.version:
+        if version is not None and version != model.signature.version:
             raise NotFoundError(
                 f"model {name!r} has no version {version!r:.40}; it serves version "
-                f"{state.model.signature.version!r}"
+                f"{model.signature.version!r}"
             )
-        return state.model
+        return model
+
+    def ready_model(name: str, version: str | None = None) -> dict[str, Any]:
+        served_model(name, version)
+        if not state.ready:
+            raise NotReadyError(f"model {name!r} is not ready: {state.not_ready_reason()}")
+        return {"name": name, "ready": True}
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -414,8 +423,7 @@ def create_app(
     )
     async def model_ready(name: str) -> dict[str, Any]:
         """v2 model readiness: 200 when the model answers inference requests, 503 otherwise."""
-        served_model(name)
-        return {"name": name, "ready": True}
+        return ready_model(name)
 
     @app.get(
         PATHS.MODEL_METADATA + "/versions/{version}/ready",
@@ -425,8 +433,7 @@ def create_app(
     )
     async def model_version_ready(name: str, version: str) -> dict[str, Any]:
         """v2 model readiness of one version."""
-        served_model(name, version)
-        return {"name": name, "ready": True}
+        return ready_model(name, version)
 
     # ------------------------------------------------------------------ inference
 

@@ -263,7 +263,11 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         draining = client.get(PATHS.READY)
         assert draining.status_code == 503
         assert "shutting down" in error_of(draining)
+        assert client.get("/v2/models/digits/ready").status_code == 503
+        assert "inference_model_ready 0.0" in client.get(PATHS.METRICS).text
         assert client.get(PATHS.LIVE).status_code == 200
+        # Requests that still reach a draining server are served, not turned away.
+        assert client.post(INFER, json=infer_json()).status_code == 200
 
 
 def test_a_model_that_fails_to_load_keeps_the_server_unready_and_says_why(tmp_path: Path) -> None:
@@ -362,6 +366,23 @@ def test_request_ids_access_logs_and_metrics(
     assert "inference_model_load_seconds" in metrics
     client.get("/made/up/path")
     assert 'route="unmatched",status="404"' in client.get(PATHS.METRICS).text
+
+
+def test_log_level_is_honoured(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.json_logging import configure_logging
+
+    try:
+        configure_logging("WARNING")
+        client.get(PATHS.LIVE)
+        client.get("/v2/models/mnist")
+        quiet = capsys.readouterr().out
+        configure_logging("INFO")
+        client.get(PATHS.LIVE)
+        chatty = capsys.readouterr().out
+    finally:
+        logging.getLogger().handlers.clear()
+    assert quiet == ""
+    assert '"route": "/v2/health/live"' in chatty
 
 
 def test_openapi_describes_the_real_bodies(client: TestClient) -> None:
