@@ -64,7 +64,7 @@ class Plan:
     @classmethod
     def full(cls) -> Plan:
         """The measured run: 3 x 5 s per cell after a 2 s warm-up."""
-        return cls(2, 5, 3, 2.0, 3, 6)
+        return cls(2, 5, 3, 2.0, 3, 5)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -208,6 +208,7 @@ def measure_cell(
         metrics = ServerMetrics(
             mean_batch=float(np.median([b.mean_batch for b in busy])),
             model_busy=float(np.median([b.model_busy for b in busy])),
+            batch_ms=float(np.median([b.batch_ms for b in busy])),
         )
     cell = Cell(
         model.name, label, route, concurrency, server.config.max_batch_size, runs, shares, metrics
@@ -321,8 +322,9 @@ Measured by `python -m benchmarks.run` on {datetime.datetime.now(datetime.UTC):%
   outside the benchmark (other people's work on this shared machine) during the repeats;
   *CPU ms/req* is the server's CPU time per answered request, the figure least disturbed by
   other work.
-  *mean batch* and *model busy* (share of wall time inside forward passes) come from our
-  server's `/metrics`.
+  *mean batch*, *batch ms* (wall time of one batch in the worker, tensor conversions included)
+  and *model busy* (share of wall time spent running batches) come from our server's
+  `/metrics`.
 - **Ceiling**: the model's own forward pass in a loop (`benchmarks/ceiling.py`: loaded by
   `service.model_loader`, no server, no client, a fresh process with {threads} torch thread(s) like
   the servers); *x ceiling* divides a cell's throughput by the ceiling's rows/s at the largest

@@ -16,6 +16,7 @@ _WANTED: Final = (
     f"{BATCH_SIZE}_sum",
     f"{BATCH_SIZE}_count",
     f"{BATCH_DURATION}_sum",
+    f"{BATCH_DURATION}_count",
 )
 
 
@@ -39,11 +40,13 @@ def scrape(base_url: str) -> dict[str, float]:
 
 
 def between(before: dict[str, float], after: dict[str, float], seconds: float) -> ServerMetrics:
-    """Mean batch size and the model's busy share between two scrapes ``seconds`` apart."""
+    """Mean batch size, batch time and the model's busy share between two scrapes."""
     batches = after[f"{BATCH_SIZE}_count"] - before[f"{BATCH_SIZE}_count"]
     rows = after[f"{BATCH_SIZE}_sum"] - before[f"{BATCH_SIZE}_sum"]
+    timed = after[f"{BATCH_DURATION}_count"] - before[f"{BATCH_DURATION}_count"]
     busy = after[f"{BATCH_DURATION}_sum"] - before[f"{BATCH_DURATION}_sum"]
     return ServerMetrics(
         mean_batch=rows / batches if batches > 0 else 0.0,
         model_busy=busy / seconds if seconds > 0 else 0.0,
+        batch_ms=busy / timed * 1000 if timed > 0 else 0.0,
     )

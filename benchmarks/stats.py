@@ -35,6 +35,8 @@ class ServerMetrics:
     mean_batch: float
     #: Share of the cell's wall time the worker spent inside forward passes.
     model_busy: float
+    #: Mean wall time of one batch in the server (conversions and GIL waits included), ms.
+    batch_ms: float
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ def cell_table(cells: Sequence[Cell], ceilings: dict[str, dict[int, CeilingFigur
     """One row per cell: throughput with its range, latency, ratio to the ceiling, CPU use."""
     lines = [
         "| model | server | route | max batch | c | req/s (median) | range | p50 ms | p99 ms "
-        "| x ceiling | mean batch | model busy | server cores | CPU ms/req | other cores "
-        "| errors |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x ceiling | mean batch | batch ms | model busy | server cores | CPU ms/req "
+        "| other cores | errors |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for cell in cells:
         low, high = cell.throughput_range
@@ -77,6 +77,7 @@ def cell_table(cells: Sequence[Cell], ceilings: dict[str, dict[int, CeilingFigur
             f"| {cell.p50_ms:.2f} | {cell.p99_ms:.2f} "
             f"| {'n/a' if ratio is None else f'{ratio:.2f} (b{cell.ceiling_batch})'} "
             f"| {_num(metrics.mean_batch if metrics else None)} "
+            f"| {_num(metrics.batch_ms if metrics else None, 2)} "
             f"| {'n/a' if metrics is None else f'{metrics.model_busy:.0%}'} "
             f"| {_num(cell.server_cores, 2)} | {_num(cell.cpu_ms_per_request, 2)} "
             f"| {_num(cell.other_cores, 2)} | {cell.errors} |"
@@ -101,8 +102,9 @@ def _cpu_facts(cell: Cell) -> str:
     facts.append(f"{_num(cell.cpu_ms_per_request, 2)} ms CPU per request")
     if cell.metrics is not None:
         facts.append(
-            f"ran batches of {cell.metrics.mean_batch:.1f} rows on average with the model "
-            f"busy {cell.metrics.model_busy:.0%} of the time"
+            f"ran batches of {cell.metrics.mean_batch:.1f} rows on average, "
+            f"{cell.metrics.batch_ms:.1f} ms each, with the model busy "
+            f"{cell.metrics.model_busy:.0%} of the time"
         )
     facts.append(f"other processes used {_num(cell.other_cores, 2)} cores")
     return ", ".join(facts)

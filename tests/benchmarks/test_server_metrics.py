@@ -21,6 +21,7 @@ def test_counters_between_two_scrapes_give_batch_and_busy_share() -> None:
     figures = between(before, after, seconds=1.2)
     assert figures.mean_batch == pytest.approx(26.0)
     assert figures.model_busy == pytest.approx(0.5)
+    assert figures.batch_ms == pytest.approx(200.0)
 
 
 def test_an_exposition_without_batch_metrics_is_an_error() -> None:

@@ -32,7 +32,7 @@ def _cell(server: str, concurrency: int, rates: list[float], p50: float = 1.0) -
         max_batch_size=32,
         runs=[_run(rate, p50=p50) for rate in rates],
         cpu=[CpuShares(1.0, 0.1, 0.2)],
-        metrics=ServerMetrics(mean_batch=30.0, model_busy=0.95),
+        metrics=ServerMetrics(mean_batch=30.0, model_busy=0.95, batch_ms=30.0),
     )
 
 
