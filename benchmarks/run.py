@@ -361,9 +361,17 @@ def render(
 ) -> str:
     """The markdown section of the results file."""
     checks = tables.check_targets(cells, ceilings, HEAVY)
+    others = [cell.other_cores for cell in cells if cell.other_cores is not None]
+    contention = (
+        f"While the cells ran, processes outside the benchmark used {min(others):.2f} to "
+        f"{max(others):.2f} cores (mean {sum(others) / len(others):.2f}) of the {_cores()}: "
+        "figures from cells with high *other cores* understate what the servers can do."
+        if others
+        else ""
+    )
     parts = [
         "## Service: throughput and latency",
-        method_text(plan, threads, batch, timeout_ms),
+        method_text(plan, threads, batch, timeout_ms) + "\n" + contention,
         "### Targets",
         tables.targets_table(checks),
         "### Ceiling: the bare forward pass",
