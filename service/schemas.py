@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+# A handwritten "0" from the digits data set: the bundled model's input, for /docs' "Try it out".
+EXAMPLE_DIGIT: list[JsonValue] = [
+    0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0,
+    0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0,
+    0, 6, 13, 10, 0, 0, 0,
+]  # fmt: skip
 
 Datatype = Literal["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"]
 
@@ -110,6 +117,22 @@ class RequestParameters(BaseModel):
 class InferRequestBody(BaseModel):
     """A v2 inference request (the JSON part, when binary tensor data follows it)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "inputs": [
+                        {
+                            "name": "pixels",
+                            "datatype": "FP32",
+                            "shape": [1, 64],
+                            "data": EXAMPLE_DIGIT,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
     id: str | None = None
     parameters: RequestParameters | None = None
     inputs: list[InferInputTensor] = Field(min_length=1)
@@ -138,6 +161,7 @@ class InferResponseBody(BaseModel):
 class PredictRequest(BaseModel):
     """Rows to predict: each the model's input for one example, e.g. 64 pixel values for digits."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"instances": [EXAMPLE_DIGIT]}]})
     instances: list[list[Any] | dict[str, list[Any]]] = Field(min_length=1)
 
 

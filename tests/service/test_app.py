@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from service.app import ServableModel, create_app, service_state
@@ -57,8 +59,6 @@ def binary_request(
 
 
 def reference(tiny_model_dir: Path, rows: np.ndarray = ROWS) -> np.ndarray:
-    import torch
-
     model = load_model(str(tiny_model_dir), "cpu")
     return model.forward({"pixels": torch.from_numpy(rows)})["probabilities"].numpy()
 
@@ -398,3 +398,37 @@ def test_openapi_describes_the_real_bodies(client: TestClient) -> None:
     assert predict["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
     assert "400" in spec["paths"]["/predict"]["post"]["responses"]
     assert client.get(PATHS.DOCS).status_code == 200
+    # The documented examples are real requests ("Try it out" in /docs works).
+    schemas = spec["components"]["schemas"]
+    for path, model in ((PATHS.PREDICT, "PredictRequest"), (INFER, "InferRequestBody")):
+        (example,) = schemas[model]["examples"]
+        assert client.post(path, json=example).status_code == 200, path
+
+
+class FailingModel:
+    """The tiny model, except that any batch holding the value 99 raises."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.inner = load_model(str(model_dir), "cpu")
+        self.signature = self.inner.signature
+        self.device = self.inner.device
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if bool((inputs["pixels"] == 99).any()):
+            raise RuntimeError("cannot digest 99")
+        return self.inner.forward(inputs)
+
+    def warmup(self, batch_sizes: Sequence[int]) -> None:
+        self.inner.warmup(batch_sizes)
+
+
+def test_a_failing_batch_is_a_clear_500_for_its_requests_only(tiny_model_dir: Path) -> None:
+    app = create_app(settings_for(tiny_model_dir), loader=lambda: FailingModel(tiny_model_dir))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(app)
+        poisoned = client.post(PATHS.PREDICT, json={"instances": [[99.0] * 64]})
+        assert poisoned.status_code == 500
+        message = error_of(poisoned)
+        assert "inference failed for the batch of this request" in message
+        assert "cannot digest 99" in message
+        assert client.post(PATHS.PREDICT, json={"instances": ROWS.tolist()}).status_code == 200

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.app import create_app, service_state
 from tests.service.conftest import settings_for
 
-EXAMPLES_PER_ROUTE = 25
+EXAMPLES_PER_ROUTE = 20
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
