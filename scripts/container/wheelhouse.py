@@ -88,18 +88,41 @@ def wheelhouse_tag(variant: str) -> str:
     return f"{IMAGE_REPOSITORY}:{check_variant(variant)}-{inputs_digest(variant)}"
 
 
+#: pip settings carried over from the configuration files into the CUDA download's environment.
+_KEPT_SETTINGS = {
+    "global.index-url": "PIP_INDEX_URL",
+    "global.extra-index-url": "PIP_EXTRA_INDEX_URL",
+    "global.cert": "PIP_CERT",
+}
+
+
+def _pip_config(key: str) -> str | None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", key],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def _download_env(variant: str) -> dict[str, str]:
     """Environment for ``pip download``.
 
-    The CPU variant may take wheels from the machine's find-links (where a ``+cpu`` torch lies);
-    the CUDA variant must not, or pip would pick that ``+cpu`` build over the index's CUDA one
-    (a local version label sorts higher than the plain release).
+    The CPU variant may take wheels from the machine's find-links (where a ``+cpu`` torch may
+    lie). The CUDA variant must not: pip would pick that ``+cpu`` build over the index's CUDA one,
+    because a local version label sorts higher than the plain release. So for CUDA the config
+    files are ignored and only their index URLs and CA bundle are kept; the Linux torch wheel
+    on the index is the CUDA build.
     """
     env = dict(os.environ)
     if variant == "cuda":
-        # An empty value overrides pip.conf's find-links; only the index is left, whose Linux
-        # torch wheel is the CUDA build.
-        env["PIP_FIND_LINKS"] = ""
+        kept = {var: _pip_config(key) for key, var in _KEPT_SETTINGS.items()}
+        env.pop("PIP_FIND_LINKS", None)
+        env["PIP_CONFIG_FILE"] = os.devnull
+        for var, value in kept.items():
+            if value is not None and var not in env:
+                env[var] = value
     return env
 
 
