@@ -1,11 +1,13 @@
 """``make demo``: package the bundled model, serve it, send it real digits, shut it down cleanly.
 
-    python -m scripts.demo [--where native|container] [--requests N]
+    python -m scripts.demo [--where auto|native|container] [--limit N]
 
 1. packages the digits model into ``build/model`` with its accuracy gate
    (``python -m service.model.package``);
 2. serves it: natively (``python -m service`` on a free 127.0.0.1 port), or with ``--where
-   container`` through the image exactly as the pod runs it (``scripts.container.serve``);
+   container`` through the image exactly as the pod runs it (``scripts.container.serve``: build,
+   push to a local registry, pull by digest, run with the pod's flags); the default ``auto``
+   takes the container path when a Docker engine answers and says so when it falls back;
 3. sends held-out digit images through ``/predict`` and the v2 infer route (the stock
    ``tritonclient``, binary tensors), printing predictions for a few digits, the accuracy over
    the held-out set and the latency per request (p50/p99, one request at a time);
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from scripts.container.engine import DockerError, engine_reachable
 from service.contract import DEFAULT_MODEL_NAME, PATHS
 from service.local_server import LocalServer, LocalServerError
 
@@ -258,19 +261,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--where",
-        choices=("native", "container"),
-        default="native",
-        help="serve with python -m service on 127.0.0.1 (native), or through the image (container)",
+        choices=("auto", "native", "container"),
+        default="auto",
+        help="serve with python -m service on 127.0.0.1 (native), through the image run like the "
+        "pod (container), or in the container when a Docker engine answers (auto, the default)",
     )
     parser.add_argument("--limit", type=int, default=None, help="send only the first N digits")
     args = parser.parse_args(argv)
+    where = args.where
+    if where == "auto":
+        where = "container" if engine_reachable() else "native"
+        if where == "native":
+            progress(
+                "no Docker engine answers (start one: scripts/docker_engine.sh start); "
+                "serving natively instead of in the container"
+            )
     try:
         package_model()
-        serve = serve_native if args.where == "native" else serve_in_container_path
+        serve = serve_native if where == "native" else serve_in_container_path
         with serve(MODEL_DIR) as base_url:
             result = run_client_demo(base_url, limit=args.limit)
         forward = model_forward_ms(MODEL_DIR)
-    except DemoError as exc:
+    except (DemoError, DockerError) as exc:
         progress(f"FAILED: {exc}")
         return 1
     print()
