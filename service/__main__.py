@@ -3,8 +3,8 @@
 Reads and validates the settings, reads the API key from Secrets Manager when one is configured,
 then serves until SIGTERM: readiness turns false at once, the listening socket closes, in-flight
 requests (queued batches included) finish within ``SHUTDOWN.drain_seconds``, and the process
-exits 0. Exit 2 means a bad setting or an unreadable API key, exit 1 a model that failed to load;
-either way the reason is the last log line.
+exits 0. Exit 1 means the model failed to load, 2 a bad setting or an unreadable API key, 3 that
+the port could not be listened on; the reason is always in the last log lines.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from service.settings import SettingsError, load_settings
 
 logger = logging.getLogger("service")
 
-EXIT_BAD_CONFIG = 2
 EXIT_MODEL_FAILED = 1
+EXIT_BAD_CONFIG = 2
+EXIT_CANNOT_LISTEN = 3
 
 
 class DrainingServer(uvicorn.Server):
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     server = DrainingServer(config, state)
     signal.signal(signal.SIGTERM, _after_shutdown)
     signal.signal(signal.SIGINT, _after_shutdown)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits this way when it cannot listen; its own log line above says why.
+        logger.error("could not serve on %s:%d (see the error above)", args.host, settings.port)
+        return EXIT_CANNOT_LISTEN
     if state.load_error is not None:
         logger.error("exiting: the model failed to load: %s", state.load_error)
         return EXIT_MODEL_FAILED

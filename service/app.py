@@ -113,6 +113,7 @@ class ServiceState:
     load_error: str | None = None
     draining: bool = False
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    _loader_thread: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
@@ -191,9 +192,20 @@ class ServiceState:
             self.metrics.model_ready.set(0)
             logger.info("shutting down: readiness is now false, finishing in-flight requests")
 
+    def start_loading(self) -> None:
+        """Load the model on a background thread, so the server answers probes meanwhile."""
+        if self._loader_thread is None:
+            self._loader_thread = threading.Thread(
+                target=self.load, name="model-loader", daemon=True
+            )
+            self._loader_thread.start()
+
     def close(self, timeout: float) -> None:
         """Finish every queued batch and stop the worker thread."""
         self.begin_shutdown()
+        if self._loader_thread is not None:
+            # A load still running in C++ when the interpreter exits aborts the process; wait.
+            self._loader_thread.join(timeout)
         if self.batcher is not None and not self.batcher.close(timeout):
             logger.error("the inference worker did not finish within %.0f s", timeout)
 
@@ -304,7 +316,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        threading.Thread(target=state.load, name="model-loader", daemon=True).start()
+        state.start_loading()
         yield
         await asyncio.to_thread(state.close, SHUTDOWN.drain_seconds)
 

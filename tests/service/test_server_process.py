@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -289,6 +290,14 @@ def test_start_up_errors_name_their_cause(moto_server: str, tiny_model_dir: Path
     assert no_secret.returncode == 2
     assert missing in no_secret.stdout
     assert "ResourceNotFoundException" in no_secret.stdout
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = run_service({"MODEL_URI": str(tiny_model_dir), "PORT": str(taken.getsockname()[1])})
+    assert busy.returncode == 3
+    assert "address already in use" in busy.stdout
+    assert "could not serve on 127.0.0.1" in busy.stdout
 
     no_model = run_service({"MODEL_URI": str(tiny_model_dir / "absent"), "PORT": str(free_port())})
     assert no_model.returncode == 1
