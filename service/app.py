@@ -329,6 +329,9 @@ def create_app(
             '`{"error": "..."}`.'
         ),
         lifespan=lifespan,
+        # Prometheus and the JSON access log are this service's telemetry; FastAPI's OpenTelemetry
+        # hooks would only add a per-request check that nothing is configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.service = state
     install_error_handlers(app)
