@@ -35,6 +35,7 @@ from service.errors import (
     NotFoundError,
     NotReadyError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnsupportedMediaTypeError,
     install_error_handlers,
 )
@@ -58,6 +59,8 @@ SERVER_NAME = "torch-eks-inference"
 SERVER_VERSION = "0.1.0"
 #: v2 protocol extensions this server implements.
 EXTENSIONS = ("binary_tensor_data",)
+#: Seconds a request body may take to arrive before the request is answered 408.
+BODY_TIMEOUT_S = 30.0
 
 #: OpenAPI security schemes of the inference routes when an API key is configured.
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -234,8 +237,12 @@ def _forward_numpy(
 # --- request helpers --------------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes while it streams in."""
+async def read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes while it streams in.
+
+    A body that stops arriving is a 408 after ``timeout_s``, so a stalled client cannot hold a
+    request (and a place in a forming batch) open forever.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
@@ -249,13 +256,20 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"the body is over {limit} bytes, the most this server takes (MAX_REQUEST_BYTES)"
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"the body is over {limit} bytes, the most this server takes "
+                        "(MAX_REQUEST_BYTES)"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {timeout_s:g} s ({size} bytes received)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -305,6 +319,7 @@ def create_app(
     api_key: str | None = None,
     loader: ModelLoader | None = None,
     on_fatal: Callable[[], None] | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """Build the service app; the model starts loading when the app's lifespan starts."""
     state = ServiceState(
@@ -460,7 +475,7 @@ def create_app(
         _require_media_type(request, (JSON_CONTENT_TYPE, BINARY_CONTENT_TYPE))
         try:
             with batcher.announce() as arrival:
-                body = await read_body(request, settings.max_request_bytes)
+                body = await read_body(request, settings.max_request_bytes, body_timeout_s)
                 decoded = decode_infer_request(
                     body, request.headers.get(BINARY_HEADER), model.signature
                 )
@@ -487,7 +502,7 @@ def create_app(
                 },
                 "description": "Outputs: JSON, or a JSON header then binary tensors if asked for.",
             },
-            **_error_responses(400, 401, 404, 413, 415, 500, 503),
+            **_error_responses(400, 401, 404, 408, 413, 415, 500, 503),
         },
         "openapi_extra": {**_request_body(schemas.InferRequestBody, binary=True), **secured},
         "tags": ["inference"],
@@ -506,7 +521,7 @@ def create_app(
     @app.post(
         PATHS.PREDICT,
         response_model=schemas.PredictResponse,
-        responses=_error_responses(400, 401, 413, 415, 500, 503),
+        responses=_error_responses(400, 401, 408, 413, 415, 500, 503),
         openapi_extra={**_request_body(schemas.PredictRequest), **secured},
         tags=["inference"],
     )
@@ -519,7 +534,7 @@ def create_app(
         _require_media_type(request, (JSON_CONTENT_TYPE,))
         try:
             with batcher.announce() as arrival:
-                body = await read_body(request, settings.max_request_bytes)
+                body = await read_body(request, settings.max_request_bytes, body_timeout_s)
                 inputs = decode_predict_request(parse_json_body(body), model.signature)
                 outputs = await arrival.run(inputs)
         except BatcherClosedError as exc:

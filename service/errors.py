@@ -50,6 +50,12 @@ class NotFoundError(ApiError):
     status = 404
 
 
+class RequestTimeoutError(ApiError):
+    """The request body stopped arriving before it was complete."""
+
+    status = 408
+
+
 class PayloadTooLargeError(ApiError):
     """The request body is bigger than ``MAX_REQUEST_BYTES``."""
 

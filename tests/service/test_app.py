@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 import torch
@@ -432,3 +433,44 @@ def test_a_failing_batch_is_a_clear_500_for_its_requests_only(tiny_model_dir: Pa
         assert "inference failed for the batch of this request" in message
         assert "cannot digest 99" in message
         assert client.post(PATHS.PREDICT, json={"instances": ROWS.tolist()}).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_a_body_that_stops_arriving_is_a_408_not_a_hang(tiny_model_dir: Path) -> None:
+    app = create_app(settings_for(tiny_model_dir), body_timeout_s=0.2)
+    state = service_state(app)
+    state.load()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATHS.PREDICT,
+        "raw_path": PATHS.PREDICT.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"500")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    chunks = [{"type": "http.request", "body": b'{"instances": [[1', "more_body": True}]
+    stalled = anyio.Event()
+
+    async def receive() -> dict[str, object]:
+        if chunks:
+            return chunks.pop()
+        await stalled.wait()  # the client never sends the rest
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    state.close(5)
+    assert sent[0]["status"] == 408
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
+    assert "did not arrive within 0.2 s" in body["error"]
