@@ -1,14 +1,15 @@
 """The service benchmark: our server vs the bare forward pass vs LitServe, batching on and off.
 
-    python -m benchmarks.run            # the full run (~9 min), writes benchmarks/results.md
-    python -m benchmarks.run --quick    # a short run to try the harness (~3 min), same table
+    python -m benchmarks.run            # the full run (~10 min), writes benchmarks/results.md
+    python -m benchmarks.run --quick    # a short run to try the harness (~4 min), same table
 
 For the bundled digits model and a compute-heavy model it measures, in one run on this machine:
 the bare batched forward pass (the ceiling); our server with dynamic batching and with batching
-off (``MAX_BATCH_SIZE=1``); and LitServe serving the same model with the same batch size,
-timeout and worker count. Each server cell is driven by wrk at concurrency 1, 8 and 64 after a
-warm-up, repeated, and reported as medians with the range of the repeats. Our server is then
-profiled with py-spy under load. Logs, bodies and raw profiles go to ``benchmarks/out/``.
+off (``MAX_BATCH_SIZE=1``); LitServe serving the same model with the same batch size, timeout
+and worker count; and, once, the web stack with no model (the HTTP floor). Each server cell is
+driven by wrk at concurrency 1, 8 and 64 after a warm-up, repeated, and reported as medians with
+the range of the repeats. Our server is then profiled with py-spy under load. Logs, bodies and
+raw profiles go to ``benchmarks/out/``.
 """
 
 from __future__ import annotations
