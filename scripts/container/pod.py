@@ -70,6 +70,8 @@ class PodSpec:
     device: str = "cpu"
     env: Mapping[str, str] = field(default_factory=dict)
     gpus: bool = False
+    #: Docker log driver; None keeps the engine's default (json-file), as a user's run would.
+    log_driver: str | None = None
 
     def run_args(self, name: str, host_port: int) -> list[str]:
         """The ``docker run`` arguments (after ``run``) for this pod."""
@@ -91,6 +93,8 @@ class PodSpec:
         ]  # fmt: skip
         if self.gpus:
             args += ["--gpus", "all"]
+        if self.log_driver is not None:
+            args += ["--log-driver", self.log_driver]
         for key, value in sorted(pod_environment(self.device, self.env).items()):
             args += ["--env", f"{key}={value}"]
         return [*args, self.image]
