@@ -92,6 +92,7 @@ def build_image(
         argv += ["--build-arg", f"{name}={value}"]
     argv.append(str(context))
     progress(f"image {tag}: docker build ({variant}, {'offline' if offline else 'online'})")
+    previous = default_cli().run("image", "inspect", "--format", "{{.Id}}", tag, check=False)
     started = time.monotonic()
     result = builder.run(*argv, capture=not verbose, check=False)
     seconds = time.monotonic() - started
@@ -102,5 +103,9 @@ def build_image(
         default_cli().run("image", "inspect", "--format", "{{.Id}} {{.Size}}", tag).stdout.split()
     )
     built = BuiltImage(tag, fields[0], int(fields[1]), seconds)
+    old_id = previous.stdout.strip()
+    if previous.returncode == 0 and old_id != built.image_id:
+        # The tag moved on; drop the image it left behind (refused, harmlessly, while in use).
+        default_cli().run("image", "rm", old_id, check=False)
     progress(f"image {tag}: {built.size_bytes / 1e9:.2f} GB, built in {seconds:.1f} s")
     return built

@@ -183,6 +183,17 @@ def _import(directory: Path, tag: str, cli: DockerCli) -> None:
         raise DockerError(f"docker import of the wheelhouse {directory} failed: {imported.stderr}")
 
 
+def _remove_stale(variant: str, current: str, cli: DockerCli) -> None:
+    """Delete the wheelhouse images and directories of ``variant`` older than ``current``."""
+    listed = cli.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY)
+    for tag in listed.stdout.split():
+        if tag != current and tag.startswith(f"{IMAGE_REPOSITORY}:{variant}-"):
+            cli.run("image", "rm", tag, check=False)
+    for directory in (BUILD_DIR / "wheelhouse").glob(f"{variant}-*"):
+        if directory.name != current.split(":", 1)[1]:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def ensure_wheelhouse(variant: str = "cpu", cli: DockerCli | None = None) -> Wheelhouse:
     """Return the wheelhouse of ``variant``, downloading and importing it first when missing."""
     cli = cli or default_cli()
@@ -206,6 +217,7 @@ def ensure_wheelhouse(variant: str = "cpu", cli: DockerCli | None = None) -> Whe
             shutil.rmtree(scratch, ignore_errors=True)
     progress(f"wheelhouse {tag}: docker import")
     _import(directory, tag, cli)
+    _remove_stale(variant, tag, cli)
     size = sum(p.stat().st_size for p in directory.glob("*.whl")) / 1e6
     progress(f"wheelhouse {tag}: {size:.0f} MB ready in {time.monotonic() - started:.0f} s")
     return Wheelhouse(variant, directory, tag)
