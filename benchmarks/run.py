@@ -118,10 +118,18 @@ def prepare_models(work: Path, names: Sequence[str]) -> list[ModelUnderTest]:
 
 
 def measure_ceilings(
-    model: ModelUnderTest, plan: Plan, threads: int, max_batch: int
+    model: ModelUnderTest,
+    plan: Plan,
+    threads: int,
+    batches: Sequence[int],
+    *,
+    busy_neighbour: bool = False,
 ) -> dict[int, CeilingFigures]:
-    """The bare forward pass at every batch size a cell can form, in a fresh process."""
-    batches = sorted({1, *(min(c, max_batch) for c in CONCURRENCIES)})
+    """The bare forward pass at each batch size, in a fresh process.
+
+    With ``busy_neighbour`` a Python busy loop runs alongside, as a server's event loop does
+    under load: on these shared cores that alone slows torch down, and the table says how much.
+    """
     command = [
         sys.executable,
         "-m",
@@ -137,7 +145,15 @@ def measure_ceilings(
         "--repeats",
         str(plan.ceiling_repeats),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    neighbour = (
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy_neighbour else None
+    )
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     if done.returncode != 0:
         raise RuntimeError(f"ceiling of {model.name} failed: {done.stderr[-2000:]}")
     return {
@@ -329,7 +345,9 @@ Measured by `python -m benchmarks.run` on {datetime.datetime.now(datetime.UTC):%
 - **Ceiling**: the model's own forward pass in a loop (`benchmarks/ceiling.py`: loaded by
   `service.model_loader`, no server, no client, a fresh process with {threads} torch thread(s) like
   the servers); *x ceiling* divides a cell's throughput by the ceiling's rows/s at the largest
-  batch that cell's concurrency can form (`b` = min(concurrency, max batch)).
+  batch that cell's concurrency can form (`b` = min(concurrency, max batch)). The largest batch
+  is measured a second time while a Python busy loop keeps the other core busy, as a server's
+  event loop does under load, to show what sharing the machine's two cores costs torch.
 - **Fair peer**: LitServe {found["litserve"]} (`benchmarks/litserve_peer.py`) serves the same
   model directory loaded by our loader with the same torch threads ({threads}), the same
   `max_batch_size` ({batch}) and `batch_timeout` ({timeout_ms:g} ms), one inference worker and
@@ -357,11 +375,12 @@ def render(
     batch: int,
     timeout_ms: float,
     ceilings: dict[str, dict[int, CeilingFigures]],
+    crowded: dict[str, CeilingFigures],
     cells: Sequence[Cell],
     notes: Sequence[ProfileNote],
 ) -> str:
     """The markdown section of the results file."""
-    checks = tables.check_targets(cells, ceilings, HEAVY)
+    checks = tables.check_targets(cells, ceilings, HEAVY, crowded)
     others = [cell.other_cores for cell in cells if cell.other_cores is not None]
     contention = (
         f"While the cells ran, processes outside the benchmark used {min(others):.2f} to "
@@ -376,7 +395,7 @@ def render(
         "### Targets",
         tables.targets_table(checks),
         "### Ceiling: the bare forward pass",
-        tables.ceiling_table(ceilings, threads),
+        tables.ceiling_table(ceilings, threads, crowded),
         "### Servers",
         tables.cell_table(cells, ceilings),
     ]
@@ -428,11 +447,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     models = prepare_models(work, args.model_names)
     ceilings: dict[str, dict[int, CeilingFigures]] = {}
+    crowded: dict[str, CeilingFigures] = {}
     cells: list[Cell] = []
     notes: list[ProfileNote] = []
     for model in models:
         log(f"ceiling of {model.name}")
-        ceilings[model.name] = measure_ceilings(model, plan, threads, batch)
+        batches = sorted({1, *(min(c, batch) for c in CONCURRENCIES)})
+        ceilings[model.name] = measure_ceilings(model, plan, threads, batches)
+        crowded[model.name] = measure_ceilings(model, plan, threads, [batch], busy_neighbour=True)[
+            batch
+        ]
         for figures in ceilings[model.name].values():
             log(
                 f"  batch {figures.batch}: {figures.forward_ms:.2f} ms, {figures.throughput:,.0f}/s"
@@ -463,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             cells += new_cells
             notes += new_notes
-    markdown = render(plan, threads, batch, timeout_ms, ceilings, cells, notes)
+    markdown = render(plan, threads, batch, timeout_ms, ceilings, crowded, cells, notes)
     print(markdown)
     if not args.no_write:
         write_section("service", markdown)
