@@ -12,7 +12,7 @@ STACK ?= dev
 # Pins for everything pip installs, transitive dependencies included.
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench image run-pod clean
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench bench-container image run-pod plan-diff policy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -53,14 +53,30 @@ test: lint typecheck test-fast ## lint + type-check + every test that runs witho
 demo: venv ## package the model, serve it (in a container when Docker is there) and send real predictions
 	$(PY) -m scripts.demo
 
-manifests: venv ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
+manifests: venv $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
 	$(PY) -m infra.tools.manifests --stack $(STACK)
 
 plan: venv ## what `pulumi up -s STACK` would declare, from the program run under mocks
 	$(PY) -m infra.tools.plan --stack $(STACK)
 
-bench: venv ## the service benchmarks; writes benchmarks/results.md
+bench: venv ## the service benchmarks; writes benchmarks/results.md (about 9 min)
 	$(PY) -m benchmarks.run
+
+bench-container: venv ## image size, cold start, rebuild time, container vs native throughput
+	$(PY) -m benchmarks.container
+
+VARIANT ?= cpu
+image: venv ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
+	$(PY) -m scripts.container build --variant $(VARIANT)
+
+run-pod: venv ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
+	$(PY) -m scripts.container run-pod --variant $(VARIANT)
+
+plan-diff: venv ## offline plan diff of STACK between BASE (default origin/main) and the working tree
+	$(PY) -m infra.delivery plan-diff --stack $(STACK) --base $(or $(BASE),origin/main)
+
+policy: venv ## run the CrossGuard policy pack on every stack's mock inventory
+	$(PY) -m infra.delivery policy-check
 
 clean: ## remove build outputs (keeps the virtualenv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -267,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         "pod (container), or in the container when a Docker engine answers (auto, the default)",
     )
     parser.add_argument("--limit", type=int, default=None, help="send only the first N digits")
+    parser.add_argument(
+        "--plan-stack",
+        default="dev",
+        help="after serving, show what `pulumi up -s STACK` would declare (empty string: skip)",
+    )
     args = parser.parse_args(argv)
     where = args.where
     if where == "auto":
@@ -288,8 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(result.summary())
     print(f"model forward alone (batch 1, 1 thread, no HTTP): {forward:.2f} ms")
+    if args.plan_stack:
+        show_plan(args.plan_stack)
     progress("done; nothing left running")
     return 0
+
+
+def show_plan(stack: str) -> None:
+    """Print the resources ``pulumi up -s stack`` would declare, from the program under mocks."""
+    # Imported here: the Pulumi SDK is only needed for this last step of the demo.
+    from infra.tools.plan import collect, render_table
+
+    progress(f"deployment plan: what `pulumi up -s {stack}` would declare (Pulumi mocks, no cloud)")
+    entries = collect(stack)
+    print(render_table(entries))
+    progress(f"{len(entries)} resources; `make plan STACK=prod` shows another stack")
 
 
 if __name__ == "__main__":
