@@ -15,9 +15,11 @@ import time
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.contract import LOG_FIELDS, REQUEST_ID_HEADER
+from service.contract import LOG_FIELDS, PATHS, REQUEST_ID_HEADER
 from service.json_logging import FIELDS, request_id_var
 from service.metrics import ServiceMetrics
+
+_PROBE_ROUTES = frozenset({PATHS.LIVE, PATHS.READY, PATHS.MODEL_READY})
 
 logger = logging.getLogger("service.access")
 
@@ -80,8 +82,11 @@ class AccessMiddleware:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(latency)
+            # A 503 from a probe is the readiness signal doing its job (model loading, draining),
+            # not a server error: logging it at ERROR would page someone at every pod start.
+            is_probe = route in _PROBE_ROUTES
             logger.log(
-                logging.ERROR if status >= 500 else logging.INFO,
+                logging.ERROR if status >= 500 and not is_probe else logging.INFO,
                 "request",
                 extra={
                     FIELDS: {

@@ -271,6 +271,29 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         assert client.post(INFER, json=infer_json()).status_code == 200
 
 
+def test_probe_503s_while_loading_log_at_info_but_other_5xx_at_error(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.json_logging import configure_logging
+
+    loader = BlockingLoader(tiny_model_dir)
+    app = create_app(settings_for(tiny_model_dir), loader=loader)
+    configure_logging("INFO")
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get(PATHS.READY).status_code == 503
+            assert client.post(INFER, json=infer_json()).status_code == 503
+            loader.release.set()
+            wait_ready(app)
+        logged = capsys.readouterr().out
+    finally:
+        logging.getLogger().handlers.clear()
+    access = [json.loads(line) for line in logged.splitlines() if '"msg": "request"' in line]
+    levels = {(line["route"], line["status"]): line["level"] for line in access}
+    assert levels[(PATHS.READY, 503)] == "INFO"
+    assert levels[("/v2/models/{name}/infer", 503)] == "ERROR"
+
+
 def test_a_model_that_fails_to_load_keeps_the_server_unready_and_says_why(tmp_path: Path) -> None:
     fatal = threading.Event()
     app = create_app(settings_for(tmp_path / "missing"), on_fatal=fatal.set)
