@@ -15,6 +15,7 @@ from infra.iam import (
     AccountContext,
     account_root_statement,
     document,
+    logs_service_statement,
     managed_policy_arn,
     managed_policy_output,
     service_trust,
@@ -402,20 +403,7 @@ class Cluster(pulumi.ComponentResource):
             return document(
                 [
                     account_root_statement(partition, account),
-                    {
-                        "Sid": "CloudWatchLogsOfThisCluster",
-                        "Effect": "Allow",
-                        "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                        "Action": [
-                            "kms:Encrypt*",
-                            "kms:Decrypt*",
-                            "kms:ReEncrypt*",
-                            "kms:GenerateDataKey*",
-                            "kms:Describe*",
-                        ],
-                        "Resource": "*",
-                        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}},
-                    },
+                    logs_service_statement("CloudWatchLogsOfThisCluster", region, groups),
                 ]
             )
 

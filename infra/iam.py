@@ -58,6 +58,28 @@ def account_root_statement(partition: str, account_id: str) -> dict[str, Any]:
     }
 
 
+def logs_service_statement(sid: str, region: str, log_group_arns: str) -> dict[str, Any]:
+    """Key policy statement letting CloudWatch Logs use the key for matching log groups only.
+
+    The encryption-context condition is what keeps one key from encrypting any log group in the
+    account: CloudWatch Logs passes the log group's ARN as context on every call.
+    """
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+        "Action": [
+            "kms:Encrypt*",
+            "kms:Decrypt*",
+            "kms:ReEncrypt*",
+            "kms:GenerateDataKey*",
+            "kms:Describe*",
+        ],
+        "Resource": "*",
+        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
+    }
+
+
 def managed_policy_arn(partition: str, name: str) -> str:
     """ARN of an AWS managed IAM policy."""
     return f"arn:{partition}:iam::aws:policy/{name}"

@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.iam import logs_service_statement
 from infra.k8s_pod import require_dns_label
 from service import contract
 
@@ -83,20 +84,9 @@ def logs_key_policy(
                 "Action": "kms:*",
                 "Resource": "*",
             },
-            {
-                "Sid": "CloudWatchLogsEncryptsContainerInsights",
-                "Effect": "Allow",
-                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                "Action": [
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                "Resource": "*",
-                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
-            },
+            logs_service_statement(
+                "CloudWatchLogsEncryptsContainerInsights", region, log_group_arn
+            ),
             {
                 "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
                 "Effect": "Allow",
