@@ -244,7 +244,7 @@ async def read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOU
     request (and a place in a forming batch) open forever.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
             f"the body is {int(declared)} bytes; this server takes at most {limit} "
             "(MAX_REQUEST_BYTES)"

@@ -154,7 +154,8 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvi
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit() or int(text) == 0 or int(text) > len(body):
+    # isdigit() alone accepts "²" and other non-ASCII digits that int() refuses.
+    if not (text.isascii() and text.isdigit()) or int(text) == 0 or int(text) > len(body):
         raise BadRequestError(
             f"header {BINARY_HEADER}={header_length!r:.40} must be an integer from 1 to the body "
             f"length ({len(body)} bytes)"
