@@ -37,7 +37,7 @@ venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtualenvs wi
 model: venv ## train, gate and export the bundled digits model into build/model
 	$(PY) -m service.model.package --out build/model
 
-lint: venv ## ruff, hadolint, actionlint and the workflow schema
+lint: venv ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m scripts.lint_extra
