@@ -196,15 +196,33 @@ class Addons(pulumi.ComponentResource):
             )
         return role
 
-    def _release_opts(self) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(
-            parent=self,
-            provider=self._args.k8s_provider,
-            depends_on=[self._args.system_node_group, self.addons["coredns"]],
+    def _kube_system_release(
+        self,
+        resource_name: str,
+        chart_spec: tuple[str, str, str],
+        values: dict[str, Any],
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> k8s.helm.v3.Release:
+        """A pinned Helm chart in kube-system, installed atomically once nodes and DNS exist."""
+        repo, chart, version = chart_spec
+        return k8s.helm.v3.Release(
+            resource_name,
+            name=chart,
+            chart=chart,
+            version=version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+            namespace="kube-system",
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=self._args.k8s_provider,
+                depends_on=[self._args.system_node_group, self.addons["coredns"], *depends_on],
+            ),
         )
 
     def _device_plugin(self, name: str) -> k8s.helm.v3.Release:
-        repo, chart, version = NVIDIA_DEVICE_PLUGIN_CHART
         values: dict[str, Any] = {
             "nodeSelector": dict(GPU_NODE_LABELS),
             "tolerations": [
@@ -215,17 +233,8 @@ class Addons(pulumi.ComponentResource):
             "nfd": {"enabled": False},
             "priorityClassName": "system-node-critical",
         }
-        return k8s.helm.v3.Release(
-            f"{name}-nvidia-device-plugin",
-            name="nvidia-device-plugin",
-            chart=chart,
-            version=version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
-            namespace="kube-system",
-            values=values,
-            atomic=True,
-            cleanup_on_fail=True,
-            opts=self._release_opts(),
+        return self._kube_system_release(
+            f"{name}-nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_CHART, values
         )
 
     def _cluster_autoscaler(self, name: str) -> k8s.helm.v3.Release:
@@ -245,7 +254,6 @@ class Addons(pulumi.ComponentResource):
                 parent=self, depends_on=[self.addons["eks-pod-identity-agent"]]
             ),
         )
-        repo, chart, version = CLUSTER_AUTOSCALER_CHART
         values: dict[str, Any] = {
             "cloudProvider": "aws",
             "awsRegion": self._ctx.region,
@@ -266,20 +274,8 @@ class Addons(pulumi.ComponentResource):
             "nodeSelector": dict(SYSTEM_NODE_LABELS),
             "priorityClassName": "system-cluster-critical",
         }
-        base = self._release_opts()
-        return k8s.helm.v3.Release(
-            f"{name}-cluster-autoscaler",
-            name="cluster-autoscaler",
-            chart=chart,
-            version=version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
-            namespace="kube-system",
-            values=values,
-            atomic=True,
-            cleanup_on_fail=True,
-            opts=pulumi.ResourceOptions.merge(
-                base, pulumi.ResourceOptions(depends_on=[association])
-            ),
+        return self._kube_system_release(
+            f"{name}-cluster-autoscaler", CLUSTER_AUTOSCALER_CHART, values, [association]
         )
 
 
