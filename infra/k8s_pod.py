@@ -138,6 +138,9 @@ def container_env(
         (env.AWS_REGION, aws_region),
         (env.LOG_LEVEL, settings.log_level),
         (env.TORCH_THREADS, str(settings.torch_threads)),
+        # The server's own defaults, written out so the manifest shows the whole contract.
+        (env.MAX_QUEUED_ROWS, str(contract.DEFAULT_QUEUED_BATCHES * settings.max_batch_size)),
+        (env.DRAIN_PERIOD_SECONDS, str(contract.SHUTDOWN.drain_period_seconds)),
     ]
     if settings.model_uri is not None:
         values.append((env.MODEL_URI, settings.model_uri))
@@ -168,8 +171,9 @@ class ContainerProbes:
 def probes() -> ContainerProbes:
     """Liveness, readiness and startup probes on the contract's health routes and timings.
 
-    The startup probe checks liveness with a long budget so a slow model load is never mistaken
-    for a hung process; readiness gates traffic until the model is loaded and warmed.
+    The startup probe watches the start-up path (200 once the model is loaded and warmed) with a
+    long budget, so a slow model load is never mistaken for a hung process; readiness gates
+    traffic until then and again from SIGTERM on.
     """
     p = contract.PROBES
     return ContainerProbes(
@@ -180,7 +184,7 @@ def probes() -> ContainerProbes:
             contract.PATHS.READY, period=p.period_seconds, failure_threshold=p.failure_threshold
         ),
         startup=_http_probe(
-            contract.PATHS.LIVE,
+            contract.PATHS.STARTUP,
             period=p.startup_period_seconds,
             failure_threshold=p.startup_failure_threshold,
         ),

@@ -199,7 +199,7 @@ def access_log_filter_pattern(namespace: str, container: str, *conditions: str) 
         _json_condition(".kubernetes.container_name", "=", container),
         *(
             _json_condition(f".{PARSED_LOG_KEY}.{fields.ROUTE}", "!=", path)
-            for path in (contract.PATHS.LIVE, contract.PATHS.READY)
+            for path in (contract.PATHS.LIVE, contract.PATHS.READY, contract.PATHS.STARTUP)
         ),
         *conditions,
     ]

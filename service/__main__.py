@@ -1,10 +1,14 @@
 """Entry point: ``python -m service`` serves the model over HTTP with uvicorn.
 
 Reads and validates the settings, reads the API key from Secrets Manager when one is configured,
-then serves until SIGTERM: readiness turns false at once, the listening socket closes, in-flight
-requests (queued batches included) finish within ``SHUTDOWN.drain_seconds``, and the process
-exits 0. Exit 1 means the model failed to load, 2 a bad setting or an unreadable API key, 3 that
-the port could not be listened on; the reason is always in the last log lines.
+then serves until SIGTERM. From SIGTERM on, readiness is false and every response carries
+``Connection: close``; for the drain period (``DRAIN_PERIOD_SECONDS``, default
+``SHUTDOWN.drain_period_seconds``) the listener and idle keep-alive connections stay open, so a
+request already on its way over a kept-alive connection is answered rather than cut off. Then the
+listener and idle connections close, in-flight requests (queued batches included) finish within
+``SHUTDOWN.drain_seconds``, and the process exits 0. Exit 1 means the model failed to load, 2 a
+bad setting or an unreadable API key, 3 that the port could not be listened on; the reason is
+always in the last log lines.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from types import FrameType
 
 import uvicorn
@@ -32,16 +37,44 @@ EXIT_CANNOT_LISTEN = 3
 
 
 class DrainingServer(uvicorn.Server):
-    """A uvicorn server that turns readiness off the moment SIGTERM (or SIGINT) arrives."""
+    """A uvicorn server that drains on SIGTERM (or SIGINT) instead of closing at once.
 
-    def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
+    The first signal turns readiness off and starts the drain period; uvicorn's own shutdown
+    (close the listener, close idle connections, wait for in-flight requests) starts only when
+    the period is over. A second SIGINT during the period stops at once, as uvicorn's does.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_period_s: float) -> None:
         super().__init__(config)
         self.state = state
+        self.drain_period_s = drain_period_s
+        self._drain_deadline: float | None = None
+        self._signal: tuple[int, FrameType | None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Mark the service as draining, then let uvicorn stop accepting and drain."""
+        """Mark the service as draining; uvicorn's shutdown follows after the drain period."""
         self.state.begin_shutdown()
+        if self._drain_deadline is None and self.drain_period_s > 0:
+            self._drain_deadline = time.monotonic() + self.drain_period_s
+            self._signal = (sig, frame)
+            logger.info(
+                "draining for %.1f s: answering with Connection: close before closing the listener",
+                self.drain_period_s,
+            )
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's 0.1 s tick: start its shutdown once the drain period is over."""
+        if (
+            self._drain_deadline is not None
+            and self._signal is not None
+            and time.monotonic() >= self._drain_deadline
+        ):
+            sig, frame = self._signal
+            self._signal = None
+            super().handle_exit(sig, frame)
+        return await super().on_tick(counter)
 
 
 def _after_shutdown(sig: int, frame: FrameType | None) -> None:
@@ -94,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN.drain_seconds,
     )
-    server = DrainingServer(config, state)
+    server = DrainingServer(config, state, settings.drain_period_seconds)
     signal.signal(signal.SIGTERM, _after_shutdown)
     signal.signal(signal.SIGINT, _after_shutdown)
     try:

@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +20,7 @@ from service.contract import LOG_FIELDS, PATHS, REQUEST_ID_HEADER
 from service.json_logging import FIELDS, request_id_var
 from service.metrics import ServiceMetrics
 
-_PROBE_ROUTES = frozenset({PATHS.LIVE, PATHS.READY, PATHS.MODEL_READY})
+_PROBE_ROUTES = frozenset({PATHS.LIVE, PATHS.READY, PATHS.STARTUP, PATHS.MODEL_READY})
 
 logger = logging.getLogger("service.access")
 
@@ -46,12 +47,24 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-class AccessMiddleware:
-    """Request id (accepted from ``X-Request-ID`` or generated), metrics and the access log."""
+def _never() -> bool:
+    return False
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+
+class AccessMiddleware:
+    """Request id (accepted from ``X-Request-ID`` or generated), metrics and the access log.
+
+    While ``draining()`` is true (from SIGTERM on) every response also carries
+    ``Connection: close``, so keep-alive clients reconnect elsewhere instead of sending their next
+    request on a connection the server is about to close.
+    """
+
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, draining: Callable[[], bool] = _never
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request, measuring and logging it."""
@@ -69,7 +82,10 @@ class AccessMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append(REQUEST_ID_HEADER, request_id)
+                if self.draining():
+                    headers["connection"] = "close"
             await send(message)
 
         try:

@@ -350,7 +350,7 @@ def create_app(
     )
     app.state.service = state
     install_error_handlers(app)
-    app.add_middleware(AccessMiddleware, metrics=state.metrics)
+    app.add_middleware(AccessMiddleware, metrics=state.metrics, draining=lambda: state.draining)
 
     # The key is checked by a plain call, not a FastAPI dependency: dependency solving costs
     # more than a small model's forward pass.
@@ -402,6 +402,18 @@ def create_app(
         """Readiness: 200 once the model is loaded and warm; 503 before, and from SIGTERM on."""
         if not state.ready:
             raise NotReadyError(f"not ready: {state.not_ready_reason()}")
+        return {"ready": True}
+
+    @app.get(
+        PATHS.STARTUP,
+        response_model=schemas.ReadyResponse,
+        responses=_error_responses(503),
+        tags=["health"],
+    )
+    async def startup() -> dict[str, bool]:
+        """Start-up (the startupProbe): 200 once the model is loaded and warm, and from then on."""
+        if state.batcher is None:
+            raise NotReadyError(f"starting: {state.not_ready_reason()}")
         return {"ready": True}
 
     @app.get(PATHS.SERVER_METADATA, response_model=schemas.ServerMetadata, tags=["metadata"])

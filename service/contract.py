@@ -43,6 +43,8 @@ class EnvVars:
     AWS_REGION: str = "AWS_REGION"
     LOG_LEVEL: str = "LOG_LEVEL"
     TORCH_THREADS: str = "TORCH_THREADS"
+    MAX_QUEUED_ROWS: str = "MAX_QUEUED_ROWS"
+    DRAIN_PERIOD_SECONDS: str = "DRAIN_PERIOD_SECONDS"
 
 
 ENV: Final = EnvVars()
@@ -57,6 +59,14 @@ DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_LOG_LEVEL: Final = "INFO"
 #: Intra-op threads of the one inference worker; 1 leaves a core for the HTTP event loop.
 DEFAULT_TORCH_THREADS: Final = 1
+#: ``MAX_QUEUED_ROWS`` unset: the batcher queues at most this many full batches of rows and
+#: answers 503 + ``Retry-After`` past that. Four batches: in the overload benchmark
+#: (``benchmarks/overload.py``, 4x the saturating concurrency) a closed-loop client at saturation
+#: already keeps about two batches queued, and four keep the p99 of accepted requests within about
+#: 2x the p99 at saturation while every request beyond is refused in about a millisecond.
+DEFAULT_QUEUED_BATCHES: Final = 4
+#: Seconds a 503 for a full queue tells clients to wait (``Retry-After``).
+RETRY_AFTER_SECONDS: Final = 1
 
 #: Header carrying the API key on inference routes when ``API_KEY_SECRET_ARN`` is set.
 API_KEY_HEADER: Final = "X-API-Key"
@@ -86,6 +96,9 @@ class Paths:
 
     LIVE: str = "/v2/health/live"
     READY: str = "/v2/health/ready"
+    #: 200 once start-up is over (model loaded and warmed), and from then on; 503 before. Not part
+    #: of the v2 protocol: the startupProbe's own path, so it watches what start-up waits for.
+    STARTUP: str = "/v2/health/startup"
     SERVER_METADATA: str = "/v2"
     MODEL_METADATA: str = "/v2/models/{name}"
     MODEL_READY: str = "/v2/models/{name}/ready"
@@ -115,16 +128,38 @@ PROBES: Final = Probes()
 
 @dataclass(frozen=True)
 class Shutdown:
-    """Graceful shutdown timings.
+    """Graceful shutdown timings, in the order they happen.
 
-    On SIGTERM readiness turns false at once; the preStop sleep gives the endpoints controller and
-    load balancers time to stop routing new requests before the server stops accepting; in-flight
-    requests then get up to ``drain_seconds`` to finish, all within the pod's grace period.
+    1. ``pre_stop_sleep_seconds``: the kubelet's preStop sleep; the pod still serves normally while
+       the endpoints controller and load balancers stop routing new connections to it.
+    2. SIGTERM. For ``drain_period_seconds`` (``DRAIN_PERIOD_SECONDS`` overrides it) readiness is
+       false, every response carries ``Connection: close``, and the listener and idle keep-alive
+       connections stay open: a client that still sends on a kept-alive connection is answered and
+       told to reconnect (elsewhere) instead of having the connection closed under its request.
+    3. The listener and idle connections close; in-flight and queued requests get up to
+       ``drain_seconds`` to finish, then the process exits 0.
+
+    All of it fits in ``termination_grace_period_seconds`` with ``exit_margin_seconds`` to spare.
     """
 
     pre_stop_sleep_seconds: int = 5
-    drain_seconds: int = 20
+    drain_period_seconds: int = 5
+    drain_seconds: int = 15
+    exit_margin_seconds: int = 5
     termination_grace_period_seconds: int = 30
+
+    def __post_init__(self) -> None:
+        needed = (
+            self.pre_stop_sleep_seconds
+            + self.drain_period_seconds
+            + self.drain_seconds
+            + self.exit_margin_seconds
+        )
+        if needed > self.termination_grace_period_seconds:
+            raise ValueError(
+                f"shutdown needs {needed} s but the grace period is "
+                f"{self.termination_grace_period_seconds} s"
+            )
 
 
 SHUTDOWN: Final = Shutdown()

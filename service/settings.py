@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from service import contract
@@ -20,6 +20,8 @@ MAX_BATCH_SIZE_LIMIT = 4096
 MAX_BATCH_TIMEOUT_MS = 10_000.0
 MIN_REQUEST_BYTES = 1024
 MAX_TORCH_THREADS = 256
+MAX_QUEUED_ROWS_LIMIT = 1_000_000
+MAX_DRAIN_PERIOD_SECONDS = 300.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[^\s]+$")
@@ -46,6 +48,10 @@ class Settings:
     aws_region: str | None = None
     log_level: str = contract.DEFAULT_LOG_LEVEL
     torch_threads: int = contract.DEFAULT_TORCH_THREADS
+    #: Rows the batcher may hold queued; past it requests get 503 + Retry-After at once.
+    max_queued_rows: int = contract.DEFAULT_QUEUED_BATCHES * contract.DEFAULT_MAX_BATCH_SIZE
+    #: Seconds after SIGTERM during which the listener stays open and answers ``Connection: close``.
+    drain_period_seconds: float = float(contract.SHUTDOWN.drain_period_seconds)
 
 
 def _int_in_range(low: int, high: int) -> tuple[Callable[[str], int], str]:
@@ -58,7 +64,9 @@ def _int_in_range(low: int, high: int) -> tuple[Callable[[str], int], str]:
     return parse, f"an integer from {low} to {high}"
 
 
-def _float_in_range(low: float, high: float) -> tuple[Callable[[str], float], str]:
+def _float_in_range(
+    low: float, high: float, unit: str = "milliseconds"
+) -> tuple[Callable[[str], float], str]:
     def parse(raw: str) -> float:
         value = float(raw.strip())
         # NaN fails both comparisons, so it is rejected here too.
@@ -66,7 +74,7 @@ def _float_in_range(low: float, high: float) -> tuple[Callable[[str], float], st
             raise ValueError
         return value
 
-    return parse, f"a number of milliseconds from {low:g} to {high:g}"
+    return parse, f"a number of {unit} from {low:g} to {high:g}"
 
 
 def _one_of(
@@ -97,7 +105,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from ``environ``; raise :class:`SettingsError` naming every bad one.
 
     Unset (or empty) variables take the contract's defaults; ``MODEL_URI`` falls back to the
-    bundled model directory.
+    bundled model directory and ``MAX_QUEUED_ROWS`` to ``DEFAULT_QUEUED_BATCHES`` full batches.
     """
     problems: list[str] = []
 
@@ -149,6 +157,20 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=read(_ENV.LOG_LEVEL, _one_of(LOG_LEVELS, fold_case=True), defaults.log_level),
         torch_threads=read(
             _ENV.TORCH_THREADS, _int_in_range(1, MAX_TORCH_THREADS), defaults.torch_threads
+        ),
+    )
+    max_batch_size = settings.max_batch_size
+    settings = replace(
+        settings,
+        max_queued_rows=read(
+            _ENV.MAX_QUEUED_ROWS,
+            _int_in_range(1, MAX_QUEUED_ROWS_LIMIT),
+            contract.DEFAULT_QUEUED_BATCHES * max_batch_size,
+        ),
+        drain_period_seconds=read(
+            _ENV.DRAIN_PERIOD_SECONDS,
+            _float_in_range(0.0, MAX_DRAIN_PERIOD_SECONDS, "seconds"),
+            defaults.drain_period_seconds,
         ),
     )
     if problems:

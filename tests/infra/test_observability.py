@@ -271,6 +271,7 @@ def _patterns() -> dict[str, obs.AccessLogMetric]:
         (503, contract.PATHS.MODEL_INFER, True, True),
         (200, contract.PATHS.LIVE, False, False),
         (503, contract.PATHS.READY, False, False),
+        (503, contract.PATHS.STARTUP, False, False),
     ],
 )
 def test_filters_match_real_access_log_lines(

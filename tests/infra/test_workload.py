@@ -162,7 +162,7 @@ def test_ports_and_probes_come_from_the_contract(gpu_stack: list[RecordedResourc
         "livenessProbe": (contract.PATHS.LIVE, p.period_seconds, p.failure_threshold),
         "readinessProbe": (contract.PATHS.READY, p.period_seconds, p.failure_threshold),
         "startupProbe": (
-            contract.PATHS.LIVE,
+            contract.PATHS.STARTUP,
             p.startup_period_seconds,
             p.startup_failure_threshold,
         ),
@@ -180,8 +180,9 @@ def test_shutdown_timings_come_from_the_contract(gpu_stack: list[RecordedResourc
     assert pre_stop == {"sleep": {"seconds": contract.SHUTDOWN.pre_stop_sleep_seconds}}
     grace = pod_spec(gpu_stack)["terminationGracePeriodSeconds"]
     assert grace == contract.SHUTDOWN.termination_grace_period_seconds
-    # The preStop sleep and the drain must both fit in the grace period.
-    assert contract.SHUTDOWN.pre_stop_sleep_seconds + contract.SHUTDOWN.drain_seconds <= grace
+    # The preStop sleep, the drain period and the in-flight drain must all fit in the grace period.
+    s = contract.SHUTDOWN
+    assert s.pre_stop_sleep_seconds + s.drain_period_seconds + s.drain_seconds < grace
 
 
 def test_environment_uses_only_contract_names(gpu_stack: list[RecordedResource]) -> None:

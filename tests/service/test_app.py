@@ -254,12 +254,16 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         loading = client.get(PATHS.READY)
         assert loading.status_code == 503
         assert "still loading" in error_of(loading)
+        # The startupProbe's path waits for what start-up waits for: the loaded, warm model.
+        assert client.get(PATHS.STARTUP).status_code == 503
         assert client.get("/v2/models/digits/ready").status_code == 503
         assert client.post(INFER, json=infer_json()).status_code == 503
         loader.release.set()
         wait_ready(app)
         assert client.get(PATHS.READY).status_code == 200
+        assert client.get(PATHS.STARTUP).status_code == 200
         assert "inference_model_ready 1.0" in client.get(PATHS.METRICS).text
+        assert "connection" not in client.get(PATHS.LIVE).headers
         service_state(app).begin_shutdown()  # what SIGTERM does first
         draining = client.get(PATHS.READY)
         assert draining.status_code == 503
@@ -267,8 +271,13 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         assert client.get("/v2/models/digits/ready").status_code == 503
         assert "inference_model_ready 0.0" in client.get(PATHS.METRICS).text
         assert client.get(PATHS.LIVE).status_code == 200
-        # Requests that still reach a draining server are served, not turned away.
-        assert client.post(INFER, json=infer_json()).status_code == 200
+        # Start-up is over for good: a draining pod must not look like one still starting.
+        assert client.get(PATHS.STARTUP).status_code == 200
+        # Requests that still reach a draining server are served, not turned away, and told
+        # to reconnect (elsewhere) rather than reuse this connection.
+        served = client.post(INFER, json=infer_json())
+        assert served.status_code == 200
+        assert served.headers["connection"] == "close"
 
 
 def test_probe_503s_while_loading_log_at_info_but_other_5xx_at_error(

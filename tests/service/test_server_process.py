@@ -155,7 +155,9 @@ def test_readiness_batching_and_sigterm_under_load(slow_model_dir: Path, tmp_pat
     # MAX_BATCH_SIZE 1024: warming up a batch that large takes a while, so readiness can be seen
     # false while liveness is already true; it also lets concurrent requests merge freely.
     server = LocalServer(
-        slow_model_dir, log_path=tmp_path / "server.log", env={"MAX_BATCH_SIZE": "1024"}
+        slow_model_dir,
+        log_path=tmp_path / "server.log",
+        env={"MAX_BATCH_SIZE": "1024", "DRAIN_PERIOD_SECONDS": "0.5"},
     )
     with server:
         while True:  # until the process listens
@@ -215,7 +217,7 @@ def test_readiness_batching_and_sigterm_under_load(slow_model_dir: Path, tmp_pat
         assert server.process is not None
         signalled = time.monotonic()
         server.process.send_signal(15)
-        time.sleep(0.5)
+        time.sleep(1.0)  # the 0.5 s drain period, then the listener closes
         with pytest.raises(urllib.error.URLError) as refused:  # stopped accepting
             server.get(PATHS.LIVE, timeout=1)
         assert isinstance(refused.value.reason, ConnectionRefusedError)

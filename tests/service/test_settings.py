@@ -36,6 +36,8 @@ def test_every_variable_is_read() -> None:
             env.AWS_REGION: "eu-west-1",
             env.LOG_LEVEL: "debug",
             env.TORCH_THREADS: "4",
+            env.MAX_QUEUED_ROWS: "500",
+            env.DRAIN_PERIOD_SECONDS: "2.5",
         }
     )
     assert settings == Settings(
@@ -50,7 +52,21 @@ def test_every_variable_is_read() -> None:
         aws_region="eu-west-1",
         log_level="DEBUG",
         torch_threads=4,
+        max_queued_rows=500,
+        drain_period_seconds=2.5,
     )
+
+
+def test_the_queue_bound_follows_the_batch_size_unless_set() -> None:
+    # Four full batches by default, so a bigger MAX_BATCH_SIZE never makes every request a 503.
+    settings = load_settings({contract.ENV.MAX_BATCH_SIZE: "100"})
+    assert settings.max_queued_rows == contract.DEFAULT_QUEUED_BATCHES * 100
+    assert Settings().drain_period_seconds == contract.SHUTDOWN.drain_period_seconds
+
+
+def test_shutdown_timings_that_overrun_the_grace_period_are_refused() -> None:
+    with pytest.raises(ValueError, match="shutdown needs 41 s but the grace period is 30 s"):
+        contract.Shutdown(drain_seconds=26)
 
 
 def test_empty_values_mean_unset() -> None:
@@ -73,6 +89,8 @@ def test_empty_values_mean_unset() -> None:
         ("API_KEY_SECRET_ARN", "my-secret", "a Secrets Manager ARN"),
         ("AWS_REGION", "Europe", "an AWS region name"),
         ("TORCH_THREADS", "0", "an integer from 1 to 256"),
+        ("MAX_QUEUED_ROWS", "0", "an integer from 1 to 1000000"),
+        ("DRAIN_PERIOD_SECONDS", "-1", "a number of seconds from 0 to 300"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(
