@@ -28,12 +28,18 @@ from pydantic import BaseModel
 from service import schemas
 from service.access import AccessMiddleware
 from service.api_key import ApiKeyGuard
-from service.batching import BatcherClosedError, BatchFailedError, DynamicBatcher
-from service.contract import API_KEY_HEADER, PATHS, SHUTDOWN
+from service.batching import (
+    BatcherClosedError,
+    BatchFailedError,
+    DynamicBatcher,
+    QueueFullError,
+)
+from service.contract import API_KEY_HEADER, PATHS, RETRY_AFTER_SECONDS, SHUTDOWN
 from service.errors import (
     InferenceError,
     NotFoundError,
     NotReadyError,
+    OverloadedError,
     PayloadTooLargeError,
     RequestTimeoutError,
     UnsupportedMediaTypeError,
@@ -163,8 +169,11 @@ class ServiceState:
                 observe_queue_time=self.metrics.queue_time.observe,
                 # OpenMP thread counts are per thread: the worker must set its own.
                 thread_setup=lambda: torch.set_num_threads(settings.torch_threads),
+                max_queued_rows=settings.max_queued_rows,
             )
             batcher.start()
+            self.metrics.version = model.signature.version
+            self.metrics.queued_rows.set_function(lambda: batcher.queued_rows)
             self.model = model
             self.batcher = batcher
             self.metrics.model_load_time.set(seconds)
@@ -326,8 +335,13 @@ def create_app(
         settings=settings,
         loader=loader or default_model_loader(settings),
         api_key=ApiKeyGuard(api_key),
+        metrics=ServiceMetrics(model=settings.model_name),
         on_fatal=on_fatal,
     )
+
+    def overloaded(exc: QueueFullError) -> OverloadedError:
+        state.metrics.refused.inc()
+        return OverloadedError(str(exc), RETRY_AFTER_SECONDS)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -494,6 +508,8 @@ def create_app(
                 outputs = await arrival.run(decoded.inputs)
         except BatcherClosedError as exc:
             raise NotReadyError(str(exc)) from None
+        except QueueFullError as exc:
+            raise overloaded(exc) from None
         except BatchFailedError as exc:
             raise InferenceError(f"inference failed for the batch of this request: {exc}") from None
         encoded = encode_infer_response(
@@ -551,6 +567,8 @@ def create_app(
                 outputs = await arrival.run(inputs)
         except BatcherClosedError as exc:
             raise NotReadyError(str(exc)) from None
+        except QueueFullError as exc:
+            raise overloaded(exc) from None
         except BatchFailedError as exc:
             raise InferenceError(f"inference failed for the batch of this request: {exc}") from None
         if any(

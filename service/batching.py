@@ -9,6 +9,13 @@ way it runs at once: an idle model adds no delay to a lone request, which a plai
 batch-or-timeout batcher would hold for the whole timeout. Requests that arrive while a batch runs
 queue up and form the next batch, so under load batches fill by themselves.
 
+Overload. With ``max_queued_rows`` set, a request that finds the queue full is refused at once
+(:class:`QueueFullError`, which the app answers 503 + ``Retry-After``) instead of waiting behind
+an ever longer queue: accepted requests keep a bounded wait, refused ones learn it in about a
+millisecond, and memory stays flat. The check runs twice: at :meth:`announce` (before the body is
+read, so a refusal is cheap) and when the decoded rows are queued. An empty queue takes a request
+of any size, so one larger than the bound still runs.
+
 Inference runs only on the worker thread, never on the event loop, so health probes stay fast
 under full load and torch is never called from many threads at once. A request with more rows
 than ``max_batch_size`` is split into chunks that run in consecutive batches and are joined again.
@@ -36,6 +43,10 @@ RunBatch = Callable[[Arrays], Mapping[str, np.ndarray]]
 
 class BatcherClosedError(RuntimeError):
     """The batcher no longer takes requests because the server is shutting down."""
+
+
+class QueueFullError(RuntimeError):
+    """The queue already holds ``max_queued_rows`` rows: the request is refused, not queued."""
 
 
 class BatchFailedError(RuntimeError):
@@ -115,9 +126,12 @@ class DynamicBatcher:
         observe_queue_time: Callable[[float], None] | None = None,
         thread_setup: Callable[[], None] | None = None,
         thread_name: str = "inference-worker",
+        max_queued_rows: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_queued_rows is not None and max_queued_rows < 1:
+            raise ValueError(f"max_queued_rows must be >= 1, got {max_queued_rows}")
         if batch_timeout_s < 0:
             raise ValueError(f"batch_timeout_s must be >= 0, got {batch_timeout_s}")
         self._run_batch = run_batch
@@ -126,7 +140,9 @@ class DynamicBatcher:
         self._observe_batch = observe_batch
         self._observe_queue_time = observe_queue_time
         self._thread_setup = thread_setup
+        self.max_queued_rows = max_queued_rows
         self._queue: deque[_Job] = deque()
+        self._queued_rows = 0
         self._arriving = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -137,6 +153,11 @@ class DynamicBatcher:
         self._thread.start()
 
     @property
+    def queued_rows(self) -> int:
+        """Rows waiting in the queue (not those of the batch that is running)."""
+        return self._queued_rows
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called; no new requests are taken then."""
         return self._closed
@@ -145,11 +166,16 @@ class DynamicBatcher:
         """Mark a request as on its way, so a forming batch may wait for it (up to the timeout).
 
         Use as ``with batcher.announce() as arrival: ...; outputs = await arrival.run(inputs)``;
-        leaving the block without running withdraws the announcement.
+        leaving the block without running withdraws the announcement. Raises
+        :class:`QueueFullError` at once when the queue is already full, so a refused request
+        costs no body read and no decoding.
         """
         with self._cond:
             if self._closed:
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
+            limit = self.max_queued_rows
+            if limit is not None and self._queued_rows >= limit:
+                raise QueueFullError(self._full_message(limit))
             self._arriving += 1
         return Arrival(self)
 
@@ -198,9 +224,22 @@ class DynamicBatcher:
             if self._closed:
                 self._cond.notify()
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
+            rows = sum(job.rows for job in jobs)
+            limit = self.max_queued_rows
+            # An empty queue takes any request, so one bigger than the bound still runs.
+            if limit is not None and self._queued_rows and self._queued_rows + rows > limit:
+                self._cond.notify()
+                raise QueueFullError(self._full_message(limit))
             self._queue.extend(jobs)
+            self._queued_rows += rows
             self._cond.notify()
         return [job.future for job in jobs]
+
+    def _full_message(self, limit: int) -> str:
+        return (
+            f"the server is overloaded: {self._queued_rows} rows are already queued "
+            f"(MAX_QUEUED_ROWS={limit}); retry later"
+        )
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
@@ -209,6 +248,7 @@ class DynamicBatcher:
                     return None
                 self._cond.wait()
             first = self._queue.popleft()
+            self._queued_rows -= first.rows
             batch, rows = [first], first.rows
             deadline = first.enqueued + self.batch_timeout_s
             while rows < self.max_batch_size:
@@ -218,6 +258,7 @@ class DynamicBatcher:
                         break
                     batch.append(self._queue.popleft())
                     rows += candidate.rows
+                    self._queued_rows -= candidate.rows
                     continue
                 # Wait only for requests already on their way; an idle server runs at once.
                 remaining = deadline - time.perf_counter()

@@ -80,6 +80,15 @@ class NotReadyError(ApiError):
     status = 503
 
 
+class OverloadedError(ApiError):
+    """The batch queue is full: retry after ``Retry-After`` seconds (or on another replica)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.app import ServableModel, create_app, service_state
-from service.contract import API_KEY_HEADER, PATHS, REQUEST_ID_HEADER
+from service.contract import API_KEY_HEADER, PATHS, REQUEST_ID_HEADER, RETRY_AFTER_SECONDS
 from service.model_loader import load_model
 from tests.service.conftest import AppFactory, settings_for, wait_ready
 
@@ -246,6 +247,9 @@ class BlockingLoader:
         return load_model(str(self.model_dir), "cpu")
 
 
+READY_SERIES = 'inference_model_ready{model="digits",version="1"}'
+
+
 def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model_dir: Path) -> None:
     loader = BlockingLoader(tiny_model_dir)
     app = create_app(settings_for(tiny_model_dir), loader=loader)
@@ -262,14 +266,14 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         wait_ready(app)
         assert client.get(PATHS.READY).status_code == 200
         assert client.get(PATHS.STARTUP).status_code == 200
-        assert "inference_model_ready 1.0" in client.get(PATHS.METRICS).text
+        assert READY_SERIES + " 1.0" in client.get(PATHS.METRICS).text
         assert "connection" not in client.get(PATHS.LIVE).headers
         service_state(app).begin_shutdown()  # what SIGTERM does first
         draining = client.get(PATHS.READY)
         assert draining.status_code == 503
         assert "shutting down" in error_of(draining)
         assert client.get("/v2/models/digits/ready").status_code == 503
-        assert "inference_model_ready 0.0" in client.get(PATHS.METRICS).text
+        assert READY_SERIES + " 0.0" in client.get(PATHS.METRICS).text
         assert client.get(PATHS.LIVE).status_code == 200
         # Start-up is over for good: a draining pod must not look like one still starting.
         assert client.get(PATHS.STARTUP).status_code == 200
@@ -391,8 +395,14 @@ def test_request_ids_access_logs_and_metrics(
     assert by_id[generated.headers[REQUEST_ID_HEADER]]["route"] == "/v2/models/{name}/ready"
 
     metrics = client.get(PATHS.METRICS).text
-    infer_ok = 'method="POST",route="/v2/models/{name}/infer",status="200"} 1.0'
-    assert "inference_http_requests_total{" + infer_ok in metrics
+    infer_ok = (
+        'method="POST",model="digits",route="/v2/models/{name}/infer",status="200",version="1"}'
+    )
+    assert "inference_http_requests_total{" + infer_ok + " 1.0" in metrics
+    # The process collector: memory and CPU of the server process, for the overload benchmark
+    # and for dashboards.
+    assert "process_resident_memory_bytes " in metrics
+    assert "process_cpu_seconds_total " in metrics
     assert "inference_batch_size_count" in metrics
     assert "inference_queue_duration_seconds_count" in metrics
     assert "inference_http_requests_in_flight" in metrics
@@ -506,3 +516,24 @@ async def test_a_body_that_stops_arriving_is_a_408_not_a_hang(tiny_model_dir: Pa
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
     assert "did not arrive within 0.2 s" in body["error"]
+
+
+def test_a_full_queue_is_a_503_with_retry_after_at_once(tiny_model_dir: Path) -> None:
+    app = create_app(settings_for(tiny_model_dir, max_queued_rows=2))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(app)
+        batcher = service_state(app).batcher
+        assert batcher is not None
+        # Three rows counted as waiting (as if the worker were busy) fill a bound of 2.
+        batcher._queued_rows = 3
+        started = time.perf_counter()
+        refused = client.post(INFER, json=infer_json())
+        elapsed = time.perf_counter() - started
+        batcher._queued_rows = 0
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+        assert "MAX_QUEUED_ROWS=2" in error_of(refused)
+        assert elapsed < 1.0
+        metrics = client.get(PATHS.METRICS).text
+        assert 'inference_requests_refused_total{model="digits",version="1"} 1.0' in metrics
+        assert client.post(INFER, json=infer_json()).status_code == 200

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from service.batching import BatcherClosedError, BatchFailedError, DynamicBatcher
+from service.batching import BatcherClosedError, BatchFailedError, DynamicBatcher, QueueFullError
 
 Arrays = dict[str, np.ndarray]
 pytestmark = pytest.mark.anyio
@@ -186,3 +186,44 @@ def test_settings_are_checked() -> None:
         DynamicBatcher(RecordingModel(), max_batch_size=0, batch_timeout_s=0.0)
     with pytest.raises(ValueError, match="batch_timeout_s"):
         DynamicBatcher(RecordingModel(), max_batch_size=1, batch_timeout_s=-1.0)
+
+
+async def test_a_full_queue_refuses_at_once_and_frees_up_as_batches_run() -> None:
+    model = RecordingModel()
+    model.release.clear()  # the worker holds the first batch; the rest queue behind it
+    batcher = DynamicBatcher(model, max_batch_size=2, batch_timeout_s=0.0, max_queued_rows=3)
+    batcher.start()
+    running = asyncio.ensure_future(batcher.infer(rows(0)))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(batcher.infer(rows(1, 1)))
+    await asyncio.sleep(0.05)
+    assert batcher.queued_rows == 2
+    # 2 + 2 rows would pass the bound of 3: refused when the decoded rows are queued ...
+    with pytest.raises(QueueFullError, match="MAX_QUEUED_ROWS=3"):
+        await batcher.infer(rows(2, 2))
+    third = asyncio.ensure_future(batcher.infer(rows(3)))  # 2 + 1 fits
+    await asyncio.sleep(0.05)
+    assert batcher.queued_rows == 3
+    # ... and with the queue full, before the body would even be read.
+    with pytest.raises(QueueFullError):
+        batcher.announce()
+    model.release.set()
+    await asyncio.gather(running, queued, third)
+    assert batcher.queued_rows == 0
+    assert (await batcher.infer(rows(5)))["y"].item() == 10.0
+    assert batcher.close(5)
+
+
+async def test_an_empty_queue_takes_a_request_larger_than_the_bound() -> None:
+    model = RecordingModel()
+    model.release.clear()
+    batcher = DynamicBatcher(model, max_batch_size=4, batch_timeout_s=0.0, max_queued_rows=2)
+    batcher.start()
+    big = asyncio.ensure_future(batcher.infer(rows(*range(10))))
+    await asyncio.sleep(0.05)
+    # The worker holds one chunk of 4; the other 6 rows wait, so one more row is refused.
+    with pytest.raises(QueueFullError):
+        await batcher.infer(rows(1))
+    model.release.set()
+    assert (await big)["y"].ravel().tolist() == [2.0 * i for i in range(10)]
+    assert batcher.close(5)
