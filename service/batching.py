@@ -9,7 +9,8 @@ way it runs at once: an idle model adds no delay to a lone request, which a plai
 batch-or-timeout batcher would hold for the whole timeout. Requests that arrive while a batch runs
 queue up and form the next batch, so under load batches fill by themselves.
 
-Overload. With ``max_queued_rows`` set, a request that finds the queue full is refused at once
+Overload. With ``max_queued_rows`` set, a request that finds the queue full (that many rows
+queued, or that many requests admitted and not yet answered) is refused at once
 (:class:`QueueFullError`, which the app answers 503 + ``Retry-After``) instead of waiting behind
 an ever longer queue: accepted requests keep a bounded wait, refused ones learn it in about a
 millisecond, and memory stays flat. The check runs twice: at :meth:`announce` (before the body is
@@ -99,6 +100,7 @@ class Arrival:
         if self._pending:
             self._pending = False
             self._batcher._withdraw()
+        self._batcher._leave()
 
     async def run(self, inputs: Arrays) -> Arrays:
         """Queue ``inputs`` (all arrays share dim 0) and return the model's outputs for them."""
@@ -143,6 +145,7 @@ class DynamicBatcher:
         self.max_queued_rows = max_queued_rows
         self._queue: deque[_Job] = deque()
         self._queued_rows = 0
+        self._admitted = 0
         self._arriving = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -174,9 +177,14 @@ class DynamicBatcher:
             if self._closed:
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
             limit = self.max_queued_rows
-            if limit is not None and self._queued_rows >= limit:
+            # Each admitted request holds at least one row until it has its answer, so the
+            # bound also counts requests past the queue (running, or waiting for the event loop
+            # to send their answer): that is where they wait when the event loop, not the model,
+            # is the bottleneck.
+            if limit is not None and max(self._queued_rows, self._admitted) >= limit:
                 raise QueueFullError(self._full_message(limit))
             self._arriving += 1
+            self._admitted += 1
         return Arrival(self)
 
     async def infer(self, inputs: Arrays) -> Arrays:
@@ -195,6 +203,10 @@ class DynamicBatcher:
         if self._thread.is_alive():
             self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._admitted -= 1
 
     def _withdraw(self) -> None:
         with self._cond:
@@ -237,8 +249,8 @@ class DynamicBatcher:
 
     def _full_message(self, limit: int) -> str:
         return (
-            f"the server is overloaded: {self._queued_rows} rows are already queued "
-            f"(MAX_QUEUED_ROWS={limit}); retry later"
+            f"the server is overloaded: {self._queued_rows} rows queued, {self._admitted} "
+            f"requests in progress (MAX_QUEUED_ROWS={limit}); retry later"
         )
 
     def _next_batch(self) -> list[_Job] | None:

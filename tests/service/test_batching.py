@@ -227,3 +227,20 @@ async def test_an_empty_queue_takes_a_request_larger_than_the_bound() -> None:
     model.release.set()
     assert (await big)["y"].ravel().tolist() == [2.0 * i for i in range(10)]
     assert batcher.close(5)
+
+
+async def test_requests_in_progress_count_toward_the_bound() -> None:
+    # When the event loop is the bottleneck, requests wait past the queue (decoding, or for the
+    # loop to send their answer): they still hold their place until they leave.
+    batcher = make(RecordingModel())
+    batcher.max_queued_rows = 2
+    first, second = batcher.announce(), batcher.announce()
+    with pytest.raises(QueueFullError, match="2 requests in progress"):
+        batcher.announce()
+    with first:
+        pass
+    with batcher.announce():
+        pass
+    with second:
+        pass
+    assert batcher.close(5)

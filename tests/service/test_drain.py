@@ -100,7 +100,12 @@ def probe(port: int, path: str) -> tuple[int, str]:
 
 
 def one_round(model_dir: Path, log: Path) -> Tally:
-    env = {"DRAIN_PERIOD_SECONDS": str(DRAIN_PERIOD_S), "MAX_BATCH_SIZE": "8"}
+    # A queue bound above the clients: this test is about shutdown, not about shedding load.
+    env = {
+        "DRAIN_PERIOD_SECONDS": str(DRAIN_PERIOD_S),
+        "MAX_BATCH_SIZE": "8",
+        "MAX_QUEUED_ROWS": "1000",
+    }
     tally = Tally()
     sigterm = threading.Event()
     with LocalServer(model_dir, log_path=log, env=env) as server:

@@ -1,0 +1,236 @@
+"""Overload benchmark: 4x the saturating concurrency, bounded queue vs unbounded, nothing lost.
+
+    python -m benchmarks.overload            # ~2 min; writes the "overload" section of results.md
+    python -m benchmarks.overload --seconds 5 --saturation-seconds 3   # a quick try
+
+One run, the digits model, our server with its defaults. A closed-loop keep-alive client
+(``benchmarks/http_client.py``, pinned to core 1 like wrk) first saturates the server at
+concurrency 64, then sends 4x that (256 connections, each sending its next request as soon as
+the previous answer, 503s included, arrives: the worst case, a retry storm). The overload cell
+runs twice: with the default queue bound and with the bound lifted (``MAX_QUEUED_ROWS=1000000``,
+what the server did before the bound). It reports the p99 of accepted requests, how fast refused
+ones are answered, the server's RSS before and after (from its own ``/metrics``), and every
+request sent and never answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from benchmarks.http_client import drive, request_bytes
+from benchmarks.loadgen import WRK_CORE
+from benchmarks.report import write_section
+from benchmarks.run import DIGITS, prepare_models
+from benchmarks.servers import HOST, RunningServer, ServerConfig, running_server
+from service import contract
+
+SATURATING: Final = 64
+OVERLOAD_FACTOR: Final = 4
+UNBOUNDED: Final = "1000000"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One client run against one server."""
+
+    label: str
+    concurrency: int
+    seconds: float
+    ok: int
+    refused: int
+    other: int
+    lost: int
+    ok_p50_ms: float
+    ok_p99_ms: float
+    refused_p50_ms: float
+    refused_p99_ms: float
+    rss_before_mb: float
+    rss_after_mb: float
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def client_main(host: str, port: int, body_path: str, concurrency: int, seconds: float) -> None:
+    """Run the client (in its own pinned process) and print its tally as JSON."""
+    request = request_bytes(
+        host, port, "/predict", Path(body_path).read_bytes(), {"Content-Type": "application/json"}
+    )
+    tally = asyncio.run(drive(host, port, request, concurrency, seconds))
+    print(
+        json.dumps(
+            {
+                "latencies": {str(k): v for k, v in tally.latencies.items()},
+                "lost": tally.lost,
+                "connect_errors": tally.connect_errors,
+            }
+        )
+    )
+
+
+def run_client(server: RunningServer, body: Path, concurrency: int, seconds: float) -> Any:
+    """The pinned client process's tally."""
+    port = server.base_url.rsplit(":", 1)[1]
+    command = [
+        "taskset",
+        "-c",
+        str(WRK_CORE),
+        sys.executable,
+        "-m",
+        "benchmarks.overload",
+        "--client",
+        HOST,
+        port,
+        str(body),
+        str(concurrency),
+        str(seconds),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rss_mb(server: RunningServer) -> float:
+    """The server's resident memory, as its process collector reports it."""
+    with urllib.request.urlopen(server.base_url + contract.PATHS.METRICS, timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("process_resident_memory_bytes "):
+                return float(line.split()[1]) / 2**20
+    raise RuntimeError("the server's /metrics has no process_resident_memory_bytes")
+
+
+def measure(
+    label: str, server: RunningServer, body: Path, concurrency: int, seconds: float
+) -> CellResult:
+    """One cell: RSS, the client run, RSS again."""
+    before = rss_mb(server)
+    tally = run_client(server, body, concurrency, seconds)
+    after = rss_mb(server)
+    latencies: dict[str, list[float]] = tally["latencies"]
+    ok, refused = latencies.get("200", []), latencies.get("503", [])
+    other = sum(len(v) for k, v in latencies.items() if k not in ("200", "503"))
+    return CellResult(
+        label,
+        concurrency,
+        seconds,
+        len(ok),
+        len(refused),
+        other,
+        int(tally["lost"]),
+        _pct(ok, 50),
+        _pct(ok, 99),
+        _pct(refused, 50),
+        _pct(refused, 99),
+        before,
+        after,
+    )
+
+
+def render(cells: list[CellResult], load: tuple[float, float, float], queued_rows: int) -> str:
+    """The results section."""
+    saturation = cells[0]
+    lines = [
+        "## Overload: a bounded queue sheds load instead of collapsing",
+        "",
+        f"Measured by `python -m benchmarks.overload` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at the end "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min) on 2 shared cores: "
+        "the figures are one run on a noisy machine, the ratios are within that run.",
+        "",
+        "| cell | conns | s | accepted/s | refused/s | other | lost | accepted p50 / p99 ms "
+        "| refused p50 / p99 ms | RSS before -> after MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c.label} | {c.concurrency} | {c.seconds:g} | {c.ok / c.seconds:,.0f} | "
+            f"{c.refused / c.seconds:,.0f} | {c.other} | {c.lost} | "
+            f"{c.ok_p50_ms:.1f} / {c.ok_p99_ms:.1f} | "
+            f"{c.refused_p50_ms:.1f} / {c.refused_p99_ms:.1f} | "
+            f"{c.rss_before_mb:.0f} -> {c.rss_after_mb:.0f} |"
+        )
+    bounded = cells[1]
+    ratio = bounded.ok_p99_ms / saturation.ok_p99_ms
+    met = "met" if ratio <= 2.0 and bounded.lost == 0 else "**missed**"
+    lines += [
+        "",
+        f"- Target: p99 of accepted requests at {OVERLOAD_FACTOR}x saturation <= 2x the p99 at "
+        f"saturation: {bounded.ok_p99_ms:.1f} ms vs {saturation.ok_p99_ms:.1f} ms = "
+        f"**{ratio:.2f}x**, lost {bounded.lost}: {met}.",
+        f"- Default bound: `MAX_QUEUED_ROWS` = {contract.DEFAULT_QUEUED_BATCHES} x "
+        f"`MAX_BATCH_SIZE` = {queued_rows} rows; refusals are `503` with "
+        f"`Retry-After: {contract.RETRY_AFTER_SECONDS}`.",
+        "- Client: `benchmarks/http_client.py`, closed loop, keep-alive, one row per request "
+        "(`/predict` JSON), pinned with `taskset -c 1`; a refused connection retries at once, "
+        "so the overload cells are a retry storm. *lost* = sent and never answered.",
+        "- *unbounded* lifts the bound (`MAX_QUEUED_ROWS=1000000`), which is what the server did "
+        "before it had one.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overload", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of overload cells")
+    parser.add_argument("--saturation-seconds", type=float, default=10.0)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument("--no-write", action="store_true", help="print, do not write results.md")
+    parser.add_argument("--client", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    args = parse_args(argv)
+    if args.client:
+        host, port, body, concurrency, seconds = args.client
+        client_main(host, int(port), body, int(concurrency), float(seconds))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="overload-") as tmp:
+        work = Path(tmp)
+        (model,) = prepare_models(work, [DIGITS])
+        body = model.bodies["predict"].path
+        config = ServerConfig(
+            "ours",
+            model.model_dir,
+            model.name,
+            contract.DEFAULT_MAX_BATCH_SIZE,
+            contract.DEFAULT_BATCH_TIMEOUT_MS,
+            contract.DEFAULT_TORCH_THREADS,
+        )
+        cells = []
+        overload = SATURATING * OVERLOAD_FACTOR
+        with running_server(config, work) as server:
+            measure("warm-up", server, body, SATURATING, args.warmup_seconds)
+            cells.append(measure("saturation", server, body, SATURATING, args.saturation_seconds))
+            cells.append(measure("4x, bounded (default)", server, body, overload, args.seconds))
+        env = {contract.ENV.MAX_QUEUED_ROWS: UNBOUNDED}
+        with running_server(config, work, extra_env=env) as server:
+            measure("warm-up", server, body, SATURATING, args.warmup_seconds)
+            cells.append(measure("4x, unbounded", server, body, overload, args.seconds))
+    queued_rows = contract.DEFAULT_QUEUED_BATCHES * contract.DEFAULT_MAX_BATCH_SIZE
+    section = render(cells, os.getloadavg(), queued_rows)
+    print(section)
+    if not args.no_write:
+        write_section("overload", section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
