@@ -18,63 +18,21 @@ import logging
 import os
 import signal
 import sys
-import time
 from types import FrameType
 
-import uvicorn
-
-from service.api_key import ApiKeyError, fetch_api_key
-from service.app import ServiceState, create_app, service_state
+# Only light modules here: torch, FastAPI and uvicorn are imported inside main(), after the model
+# has started loading on its own thread, so the two overlap (see service.preload).
 from service.contract import BIND_HOST, DEFAULT_LOG_LEVEL, SHUTDOWN
-from service.json_logging import configure_logging
-from service.settings import SettingsError, load_settings
+from service.json_logging import FIELDS, configure_logging
+from service.preload import ModelPreload
+from service.process_clock import seconds_since_process_start
+from service.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("service")
 
 EXIT_MODEL_FAILED = 1
 EXIT_BAD_CONFIG = 2
 EXIT_CANNOT_LISTEN = 3
-
-
-class DrainingServer(uvicorn.Server):
-    """A uvicorn server that drains on SIGTERM (or SIGINT) instead of closing at once.
-
-    The first signal turns readiness off and starts the drain period; uvicorn's own shutdown
-    (close the listener, close idle connections, wait for in-flight requests) starts only when
-    the period is over. A second SIGINT during the period stops at once, as uvicorn's does.
-    """
-
-    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_period_s: float) -> None:
-        super().__init__(config)
-        self.state = state
-        self.drain_period_s = drain_period_s
-        self._drain_deadline: float | None = None
-        self._signal: tuple[int, FrameType | None] | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Mark the service as draining; uvicorn's shutdown follows after the drain period."""
-        self.state.begin_shutdown()
-        if self._drain_deadline is None and self.drain_period_s > 0:
-            self._drain_deadline = time.monotonic() + self.drain_period_s
-            self._signal = (sig, frame)
-            logger.info(
-                "draining for %.1f s: answering with Connection: close before closing the listener",
-                self.drain_period_s,
-            )
-            return
-        super().handle_exit(sig, frame)
-
-    async def on_tick(self, counter: int) -> bool:
-        """uvicorn's 0.1 s tick: start its shutdown once the drain period is over."""
-        if (
-            self._drain_deadline is not None
-            and self._signal is not None
-            and time.monotonic() >= self._drain_deadline
-        ):
-            sig, frame = self._signal
-            self._signal = None
-            super().handle_exit(sig, frame)
-        return await super().on_tick(counter)
 
 
 def _after_shutdown(sig: int, frame: FrameType | None) -> None:
@@ -100,7 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return EXIT_BAD_CONFIG
     configure_logging(settings.log_level)
+    # The model starts loading now, while the main thread imports the web stack.
+    preload = ModelPreload(settings)
+    try:
+        return _serve(args.host, settings, preload)
+    finally:
+        # Never let the interpreter exit while a load still runs in C++ (that aborts it).
+        preload.wait()
 
+
+def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
+    import uvicorn
+
+    from service.api_key import ApiKeyError, fetch_api_key
+    from service.app import create_app, service_state
+    from service.server import DrainingServer
+
+    logger.info(
+        "web stack imported",
+        extra={FIELDS: {"since_process_start_s": seconds_since_process_start()}},
+    )
     api_key = None
     if settings.api_key_secret_arn is not None:
         try:
@@ -116,11 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, api_key=api_key, on_fatal=stop_after_load_failure)
+    app = create_app(settings, api_key=api_key, loader=preload, on_fatal=stop_after_load_failure)
     state = service_state(app)
     config = uvicorn.Config(
         app,
-        host=args.host,
+        host=host,
         port=settings.port,
         log_config=None,
         access_log=False,
@@ -134,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     except SystemExit:
         # uvicorn exits this way when it cannot listen; its own log line above says why.
-        logger.error("could not serve on %s:%d (see the error above)", args.host, settings.port)
+        logger.error("could not serve on %s:%d (see the error above)", host, settings.port)
         return EXIT_CANNOT_LISTEN
     if state.load_error is not None:
         logger.error("exiting: the model failed to load: %s", state.load_error)

@@ -48,6 +48,7 @@ from service.errors import (
 from service.json_logging import FIELDS
 from service.metrics import ServiceMetrics
 from service.predict_codec import decode_predict_request, encode_predictions
+from service.process_clock import seconds_since_process_start
 from service.settings import Settings
 from service.signature import ModelSignature
 from service.v2_codec import (
@@ -161,6 +162,7 @@ class ServiceState:
                     self.on_fatal()
                 return
             seconds = time.perf_counter() - started
+            since_start = seconds_since_process_start()
             batcher = DynamicBatcher(
                 _forward_numpy(model),
                 max_batch_size=settings.max_batch_size,
@@ -190,6 +192,7 @@ class ServiceState:
                         "model_version": model.signature.version,
                         "device": str(model.device),
                         "load_seconds": round(seconds, 3),
+                        "since_process_start_s": since_start,
                         "max_batch_size": settings.max_batch_size,
                         "batch_timeout_ms": settings.batch_timeout_ms,
                         "torch_threads": settings.torch_threads,

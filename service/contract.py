@@ -118,9 +118,11 @@ class Probes:
     period_seconds: int = 5
     timeout_seconds: int = 2
     failure_threshold: int = 3
-    #: startupProbe: up to period * threshold seconds for the model to load and warm up.
-    startup_period_seconds: int = 5
-    startup_failure_threshold: int = 60
+    #: startupProbe: up to period * threshold seconds (300) for the model to load and warm up.
+    #: Probed every second: the kubelet runs no other probe until this one succeeds, so its
+    #: period is added to every pod's time to ready (the bundled model starts in about 2 s).
+    startup_period_seconds: int = 1
+    startup_failure_threshold: int = 300
 
 
 PROBES: Final = Probes()

@@ -157,7 +157,8 @@ def test_readiness_batching_and_sigterm_under_load(slow_model_dir: Path, tmp_pat
     server = LocalServer(
         slow_model_dir,
         log_path=tmp_path / "server.log",
-        env={"MAX_BATCH_SIZE": "1024", "DRAIN_PERIOD_SECONDS": "0.5"},
+        # The queue bound is lifted: 16 requests of 512 rows queue at once, and all must finish.
+        env={"MAX_BATCH_SIZE": "1024", "DRAIN_PERIOD_SECONDS": "0.5", "MAX_QUEUED_ROWS": "100000"},
     )
     with server:
         while True:  # until the process listens
@@ -191,7 +192,10 @@ def test_readiness_batching_and_sigterm_under_load(slow_model_dir: Path, tmp_pat
         batches = metric(server, "inference_batch_size_count")
         assert metric(server, "inference_batch_size_sum") == clients
         assert batches < clients, "every request ran alone: nothing was batched"
-        assert metric(server, 'inference_batch_size_bucket{le="1.0"}') < batches
+        assert (
+            metric(server, 'inference_batch_size_bucket{le="1.0",model="digits",version="1"}')
+            < batches
+        )
 
         # SIGTERM while requests are in flight: every one of them completes.
         # Binary bodies: decoding them costs the event loop next to nothing, so all requests are

@@ -1,0 +1,183 @@
+"""Start-up benchmark: process spawn -> ready for the bundled model, and where the time goes.
+
+    python -m benchmarks.startup                      # 5 runs; writes the "startup" section
+    python -m benchmarks.startup --baseline DIR       # also time the service package in DIR
+
+Each run spawns ``python -m service`` on the packaged digits model and polls the start-up path
+every 10 ms (the startupProbe's path; readiness answers at the same moment). Figures per run:
+wall time to the first 200, the CPU seconds the process had used by then (less disturbed by
+other work on a shared machine than wall time), and from the server's own log lines the moment
+the web stack was imported and the moment the model was ready, both counted from the kernel's
+start time of the process. ``--baseline`` runs an older copy of ``service/`` (e.g. extracted
+with ``git archive``) alternately with this one, so both see the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from benchmarks.report import write_section
+from benchmarks.servers import HOST, free_port
+from service import contract
+
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+POLL_S: Final = 0.01
+_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class StartupRun:
+    """One spawn -> ready."""
+
+    label: str
+    wall_s: float
+    cpu_s: float
+    web_imported_s: float | None
+    model_ready_s: float | None
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _log_field(log: Path, message_part: str, field: str) -> float | None:
+    for raw in log.read_text(errors="replace").splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if message_part in str(line.get("msg", "")) and line.get(field) is not None:
+            return float(line[field])
+    return None
+
+
+def one_start(label: str, model_dir: Path, source_root: Path, log: Path) -> StartupRun:
+    """Spawn the server from ``source_root``, wait for ready, stop it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        contract.ENV.MODEL_URI: str(model_dir),
+        contract.ENV.PORT: str(port),
+        "PYTHONPATH": str(source_root),
+    }
+    url = f"http://{HOST}:{port}{contract.PATHS.READY}"
+    with log.open("wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", HOST],
+            cwd=source_root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{label}: the server exited: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        wall = time.perf_counter() - started
+                        cpu = _cpu_seconds(process.pid)
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(POLL_S)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return StartupRun(
+        label,
+        wall,
+        cpu,
+        _log_field(log, "web stack imported", "since_process_start_s"),
+        _log_field(log, "ready on", "since_process_start_s"),
+    )
+
+
+def _median(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):.2f}" if known else "-"
+
+
+def _span(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def render(runs: list[StartupRun], load: tuple[float, float, float]) -> str:
+    """The results section."""
+    labels = list(dict.fromkeys(run.label for run in runs))
+    lines = [
+        "## Start-up: spawn -> ready, bundled digits model, native",
+        "",
+        f"Measured by `python -m benchmarks.startup` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at the end "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on 2 shared cores. Median (range) of "
+        f"{len(runs) // len(labels)} alternating runs; readiness polled every "
+        f"{POLL_S * 1000:.0f} ms.",
+        "",
+        "| server | spawn -> ready s | CPU s used by then | web stack imported at s "
+        "| model ready at s |",
+        "|---|---|---|---|---|",
+    ]
+    for label in labels:
+        mine = [run for run in runs if run.label == label]
+        lines.append(
+            f"| {label} | {_span([r.wall_s for r in mine])} | {_span([r.cpu_s for r in mine])} "
+            f"| {_median([r.web_imported_s for r in mine])} "
+            f"| {_median([r.model_ready_s for r in mine])} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="a directory holding an older service/")
+    parser.add_argument("--model-dir", type=Path, help="a packaged model (default: package one)")
+    parser.add_argument("--no-write", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
+        work = Path(tmp)
+        model_dir = None if args.model_dir is None else args.model_dir.resolve()
+        if model_dir is None:
+            from service.model.package import package_model
+
+            model_dir = work / "model"
+            package_model(model_dir)
+        sources = [("this branch", REPO_ROOT)]
+        if args.baseline is not None:
+            sources.insert(0, ("baseline", args.baseline.resolve()))
+        runs = [
+            one_start(label, model_dir, root, work / f"{label.replace(' ', '-')}-{n}.log")
+            for n in range(args.runs)
+            for label, root in sources
+        ]
+    section = render(runs, os.getloadavg())
+    print(section)
+    if not args.no_write:
+        write_section("startup", section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
