@@ -100,9 +100,7 @@ def run_client(server: RunningServer, body: Path, concurrency: int, seconds: flo
         str(concurrency),
         str(seconds),
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=True
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
