@@ -171,8 +171,8 @@ def render(cells: list[CellResult], load: tuple[float, float, float], queued_row
         f"- Target: p99 of accepted requests at {OVERLOAD_FACTOR}x saturation <= 2x the p99 at "
         f"saturation: {bounded.ok_p99_ms:.1f} ms vs {saturation.ok_p99_ms:.1f} ms = "
         f"**{ratio:.2f}x**, lost {bounded.lost}: {met}.",
-        f"- Default bound: `MAX_QUEUED_ROWS` = {contract.DEFAULT_QUEUED_BATCHES} x "
-        f"`MAX_BATCH_SIZE` = {queued_rows} rows; refusals are `503` with "
+        f"- Default bound: `MAX_QUEUED_ROWS` = max(128, {contract.DEFAULT_QUEUED_BATCHES} x "
+        f"`MAX_BATCH_SIZE`) = {queued_rows} rows; refusals are `503` with "
         f"`Retry-After: {contract.RETRY_AFTER_SECONDS}`.",
         "- Client: `benchmarks/http_client.py`, closed loop, keep-alive, one row per request "
         "(`/predict` JSON), pinned with `taskset -c 1`; a refused connection retries at once, "
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with running_server(config, work, extra_env=env) as server:
             measure("warm-up", server, body, SATURATING, args.warmup_seconds)
             cells.append(measure("4x, unbounded", server, body, overload, args.seconds))
-    queued_rows = contract.DEFAULT_QUEUED_BATCHES * contract.DEFAULT_MAX_BATCH_SIZE
+    queued_rows = contract.default_max_queued_rows(contract.DEFAULT_MAX_BATCH_SIZE)
     section = render(cells, os.getloadavg(), queued_rows)
     print(section)
     if not args.no_write:

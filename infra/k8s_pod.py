@@ -139,7 +139,7 @@ def container_env(
         (env.LOG_LEVEL, settings.log_level),
         (env.TORCH_THREADS, str(settings.torch_threads)),
         # The server's own defaults, written out so the manifest shows the whole contract.
-        (env.MAX_QUEUED_ROWS, str(contract.DEFAULT_QUEUED_BATCHES * settings.max_batch_size)),
+        (env.MAX_QUEUED_ROWS, str(contract.default_max_queued_rows(settings.max_batch_size))),
         (env.DRAIN_PERIOD_SECONDS, str(contract.SHUTDOWN.drain_period_seconds)),
     ]
     if settings.model_uri is not None:

@@ -59,12 +59,21 @@ DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_LOG_LEVEL: Final = "INFO"
 #: Intra-op threads of the one inference worker; 1 leaves a core for the HTTP event loop.
 DEFAULT_TORCH_THREADS: Final = 1
-#: ``MAX_QUEUED_ROWS`` unset: the batcher queues at most this many full batches of rows and
-#: answers 503 + ``Retry-After`` past that. Four batches: in the overload benchmark
-#: (``benchmarks/overload.py``, 4x the saturating concurrency) a closed-loop client at saturation
-#: already keeps about two batches queued, and four keep the p99 of accepted requests within about
-#: 2x the p99 at saturation while every request beyond is refused in about a millisecond.
+#: ``MAX_QUEUED_ROWS`` unset: the batcher holds at most max(``DEFAULT_MAX_QUEUED_ROWS``,
+#: ``DEFAULT_QUEUED_BATCHES`` full batches) rows, queued or in progress, and answers 503 +
+#: ``Retry-After`` past that. 128 = 4 batches of 32: the benchmark saturates the server at 64
+#: concurrent one-row requests, so the bound leaves that load alone and refuses what comes on top
+#: (``benchmarks/overload.py`` measures 4x that concurrency). The floor keeps a small
+#: ``MAX_BATCH_SIZE`` (1 turns batching off) from refusing ordinary concurrency.
 DEFAULT_QUEUED_BATCHES: Final = 4
+DEFAULT_MAX_QUEUED_ROWS: Final = DEFAULT_QUEUED_BATCHES * DEFAULT_MAX_BATCH_SIZE
+
+
+def default_max_queued_rows(max_batch_size: int) -> int:
+    """The queue bound for ``max_batch_size`` when ``MAX_QUEUED_ROWS`` is not set."""
+    return max(DEFAULT_MAX_QUEUED_ROWS, DEFAULT_QUEUED_BATCHES * max_batch_size)
+
+
 #: Seconds a 503 for a full queue tells clients to wait (``Retry-After``).
 RETRY_AFTER_SECONDS: Final = 1
 

@@ -49,7 +49,7 @@ class Settings:
     log_level: str = contract.DEFAULT_LOG_LEVEL
     torch_threads: int = contract.DEFAULT_TORCH_THREADS
     #: Rows the batcher may hold queued; past it requests get 503 + Retry-After at once.
-    max_queued_rows: int = contract.DEFAULT_QUEUED_BATCHES * contract.DEFAULT_MAX_BATCH_SIZE
+    max_queued_rows: int = contract.DEFAULT_MAX_QUEUED_ROWS
     #: Seconds after SIGTERM during which the listener stays open and answers ``Connection: close``.
     drain_period_seconds: float = float(contract.SHUTDOWN.drain_period_seconds)
 
@@ -105,7 +105,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from ``environ``; raise :class:`SettingsError` naming every bad one.
 
     Unset (or empty) variables take the contract's defaults; ``MODEL_URI`` falls back to the
-    bundled model directory and ``MAX_QUEUED_ROWS`` to ``DEFAULT_QUEUED_BATCHES`` full batches.
+    bundled model directory and ``MAX_QUEUED_ROWS`` to ``contract.default_max_queued_rows``.
     """
     problems: list[str] = []
 
@@ -165,7 +165,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_queued_rows=read(
             _ENV.MAX_QUEUED_ROWS,
             _int_in_range(1, MAX_QUEUED_ROWS_LIMIT),
-            contract.DEFAULT_QUEUED_BATCHES * max_batch_size,
+            contract.default_max_queued_rows(max_batch_size),
         ),
         drain_period_seconds=read(
             _ENV.DRAIN_PERIOD_SECONDS,
