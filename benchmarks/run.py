@@ -6,9 +6,10 @@
 For the bundled digits model and a compute-heavy model it measures, in one run on this machine:
 the bare batched forward pass (the ceiling); our server with dynamic batching and with batching
 off (``MAX_BATCH_SIZE=1``); LitServe serving the same model with the same batch size, timeout
-and worker count; and, once, the web stack with no model (the HTTP floor). Each server cell is
-driven by wrk at concurrency 1, 8 and 64 after a warm-up, repeated, and reported as medians with
-the range of the repeats. Our server is then profiled with py-spy under load. Logs, bodies and
+and worker count; a minimal FastAPI app with an ``asyncio.Queue`` batcher and an unbatched one
+(``benchmarks/minimal_peers.py``); and, once, the web stack with no model (the HTTP floor). Each
+server cell is driven by wrk at concurrency 1, 8 and 64 after a warm-up, repeated, and reported
+as medians with the range of the repeats. Our server is then profiled with py-spy under load. Logs, bodies and
 raw profiles go to ``benchmarks/out/``.
 """
 
@@ -37,7 +38,13 @@ from benchmarks.cpu import CpuMeter, CpuShares
 from benchmarks.heavy_model import package_heavy_model
 from benchmarks.loadgen import WRK_CORE, Body, LoadResult, run_wrk
 from benchmarks.report import write_section
-from benchmarks.servers import RunningServer, ServerConfig, running_server
+from benchmarks.servers import (
+    MINIMAL_BATCHER,
+    MINIMAL_UNBATCHED,
+    RunningServer,
+    ServerConfig,
+    running_server,
+)
 from benchmarks.stats import CeilingFigures, Cell, ServerMetrics
 from service import contract
 from service.signature import ModelSignature
@@ -357,6 +364,10 @@ Measured by `python -m benchmarks.run` on {datetime.datetime.now(datetime.UTC):%
   defaults otherwise (`MAX_BATCH_SIZE={batch}`, `BATCH_TIMEOUT_MS={timeout_ms:g}`,
   `TORCH_THREADS={threads}`, JSON access log at INFO to a file); LitServe logs at its default
   level (uvicorn access log at INFO) to a file too.
+- **Minimal peers**: `benchmarks/minimal_peers.py`, the same model (our loader) and `/predict`
+  codec in a few lines of FastAPI: a batch-or-timeout `asyncio.Queue` batcher with the same
+  `max_batch_size` and timeout and one executor thread, and an unbatched app calling the model
+  on the event loop; no logs, metrics, auth or limits.
 - **HTTP floor**: `benchmarks/http_floor.py`, FastAPI on uvicorn (uvloop, httptools) like our
   server, parsing the same `/predict` body and answering without a model: the most this web
   stack serves on this machine.
@@ -477,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if not args.no_litserve:
             servers.append((config("litserve", batch), tables.LITSERVE, predict_only, ()))
+        servers += [
+            (config(MINIMAL_BATCHER, batch), tables.MINIMAL_BATCHER, predict_only, ()),
+            (config(MINIMAL_UNBATCHED, 1), tables.MINIMAL_UNBATCHED, predict_only, ()),
+        ]
         if model.name == DIGITS:
             # The web stack alone, once: it is the same whatever the model.
             floor_routes: dict[str, Sequence[int]] = {bodies.ROUTE_PREDICT: (1, SATURATION)}

@@ -21,12 +21,15 @@ _WANTED: Final = (
 
 
 def parse_counters(text: str) -> dict[str, float]:
-    """The batch-size and batch-duration sums and counts in a Prometheus text exposition."""
+    """The batch-size and batch-duration sums and counts in a Prometheus text exposition.
+
+    Series of the same name (the server labels them with its model and version) are added up.
+    """
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in _WANTED and not sample.labels:
-                values[sample.name] = float(sample.value)
+            if sample.name in _WANTED:
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
     missing = [name for name in _WANTED if name not in values]
     if missing:
         raise ValueError(f"/metrics lacks {missing}")

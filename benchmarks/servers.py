@@ -30,8 +30,11 @@ START_TIMEOUT_S: Final = 120.0
 STOP_TIMEOUT_S: Final = 30.0
 #: LitServe's readiness route (200 once its inference workers are up).
 LITSERVE_HEALTH: Final = "/health"
-#: The servers this module starts: ours, the LitServe peer and the model-less HTTP floor.
-KINDS: Final = ("ours", "litserve", "floor")
+#: The servers this module starts: ours, the LitServe peer, the two minimal FastAPI peers
+#: (``benchmarks/minimal_peers.py``) and the model-less HTTP floor.
+MINIMAL_BATCHER: Final = "minimal-batcher"
+MINIMAL_UNBATCHED: Final = "minimal-unbatched"
+KINDS: Final = ("ours", "litserve", MINIMAL_BATCHER, MINIMAL_UNBATCHED, "floor")
 
 
 class ServerError(RuntimeError):
@@ -98,6 +101,24 @@ def server_command(config: ServerConfig, port: int) -> tuple[list[str], dict[str
             str(config.model_dir),
             "--port",
             str(port),
+            "--max-batch-size",
+            str(config.max_batch_size),
+            "--batch-timeout-ms",
+            str(config.batch_timeout_ms),
+            "--torch-threads",
+            str(config.torch_threads),
+        ]
+        return command, env
+    if config.kind in (MINIMAL_BATCHER, MINIMAL_UNBATCHED):
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.minimal_peers",
+            "--model-dir",
+            str(config.model_dir),
+            "--port",
+            str(port),
+            "--batched" if config.kind == MINIMAL_BATCHER else "--unbatched",
             "--max-batch-size",
             str(config.max_batch_size),
             "--batch-timeout-ms",

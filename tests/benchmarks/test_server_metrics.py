@@ -10,7 +10,7 @@ from service.metrics import ServiceMetrics
 
 
 def test_counters_between_two_scrapes_give_batch_and_busy_share() -> None:
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(model="digits", version="3")
     metrics.batch_size.observe(4)
     metrics.forward_time.observe(0.5)
     before = parse_counters(generate_latest(metrics.registry).decode())

@@ -1,4 +1,4 @@
-"""One tiny real cell per server: our server and the LitServe peer, started and driven by wrk.
+"""One tiny real cell per server: ours and every peer, started and driven by wrk.
 
 No timing is asserted; the point is that every code path of the benchmark runs against the real
 processes (start, readiness, sanity answer, wrk, CPU and /metrics accounting, stop).
@@ -37,7 +37,7 @@ def digits(packaged_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return ModelUnderTest("digits", packaged_model_dir, signature, model_bodies, str(labels[0]))
 
 
-@pytest.mark.parametrize("kind", ["ours", "litserve"])
+@pytest.mark.parametrize("kind", ["ours", "litserve", "minimal-batcher", "minimal-unbatched"])
 def test_one_tiny_cell_against_a_real_server(
     kind: str, digits: ModelUnderTest, tmp_path: Path
 ) -> None:

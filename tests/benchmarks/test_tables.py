@@ -68,7 +68,7 @@ def test_targets_are_checked_against_their_goals() -> None:
     cells = [
         _cell(tables.OURS, 64, [800.0]),  # 0.80 of the ceiling: missed
         _cell(tables.LITSERVE, 64, [500.0]),  # ours is 1.6 x: met
-        _cell(tables.OURS, 1, [90.0], p50=3.5),  # forward 2.0 + 2 ms budget: met
+        _cell(tables.OURS, 1, [90.0], p50=2.4),  # forward 2.0 + 0.5 ms budget: met
     ]
     checks = {check.name: check for check in tables.check_targets(cells, CEILINGS, "heavy")}
     ceiling = checks["throughput at c=64 vs bare forward (batch 32)"]
@@ -77,8 +77,8 @@ def test_targets_are_checked_against_their_goals() -> None:
     assert "model busy 95%" in ceiling.evidence
     assert "Measured alongside each target" in tables.targets_table([ceiling])
     assert checks["throughput at c=64 vs LitServe"].met is True
-    assert checks["p50 at c=1 vs batch-1 forward + 2 ms"].met is True
-    slow = [_cell(tables.OURS, 1, [90.0], p50=4.5)]
+    assert checks["p50 at c=1 vs batch-1 forward + 0.5 ms"].met is True
+    slow = [_cell(tables.OURS, 1, [90.0], p50=2.6)]
     (latency,) = tables.check_targets(slow, CEILINGS, "heavy")
     assert latency.met is False
     assert "**missed**" in tables.targets_table([latency])
@@ -93,3 +93,30 @@ def test_tables_have_one_row_per_cell_and_ceiling() -> None:
     ceiling_rows = tables.ceiling_table(CEILINGS, threads=1).splitlines()
     assert len(ceiling_rows) == 2 + 3
     assert "| heavy | 32 | 32.00 | 1,000 |" in ceiling_rows[-1]
+
+
+def test_serving_cost_targets_compare_with_the_minimal_peer_the_floor_and_batching_off() -> None:
+    def tail(server: str, concurrency: int, p99: float, rate: float = 100.0) -> Cell:
+        return Cell(
+            "heavy",
+            server,
+            "predict",
+            concurrency,
+            32,
+            runs=[_run(rate, p99=p99)],
+            cpu=[CpuShares(1.0, 0.1, 0.2)],
+        )
+
+    cells = [
+        tail(tables.OURS, 64, 50.0, rate=900.0),
+        _cell(tables.MINIMAL_BATCHER, 64, [700.0]),  # 1.29 x: missed
+        _cell(tables.FLOOR, 64, [1800.0]),  # the same CPU share at twice the rate: 2 x, met
+        tail(tables.OURS, 8, 10.0),
+        tail(tables.OURS_UNBATCHED, 8, 12.0),  # 0.83 x: met
+        tail(tables.OURS_UNBATCHED, 64, 40.0),  # 1.25 x: missed
+    ]
+    checks = {check.name: check for check in tables.check_targets(cells, CEILINGS, "heavy")}
+    assert checks["throughput at c=64 vs minimal asyncio.Queue batcher"].met is False
+    assert checks["server CPU per request at c=64 vs HTTP floor"].met is True
+    assert checks["p99 with batching vs without at c=8"].met is True
+    assert checks["p99 with batching vs without at c=64"].met is False
