@@ -9,8 +9,8 @@ off (``MAX_BATCH_SIZE=1``); LitServe serving the same model with the same batch 
 and worker count; a minimal FastAPI app with an ``asyncio.Queue`` batcher and an unbatched one
 (``benchmarks/minimal_peers.py``); and, once, the web stack with no model (the HTTP floor). Each
 server cell is driven by wrk at concurrency 1, 8 and 64 after a warm-up, repeated, and reported
-as medians with the range of the repeats. Our server is then profiled with py-spy under load. Logs, bodies and
-raw profiles go to ``benchmarks/out/``.
+as medians with the range of the repeats. Our server is then profiled with py-spy under load.
+Logs, bodies and raw profiles go to ``benchmarks/out/``.
 """
 
 from __future__ import annotations
