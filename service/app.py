@@ -45,6 +45,7 @@ from service.errors import (
     UnsupportedMediaTypeError,
     install_error_handlers,
 )
+from service.fast_path import InferenceFastPath
 from service.json_logging import FIELDS
 from service.metrics import ServiceMetrics
 from service.predict_codec import decode_predict_request, encode_predictions
@@ -367,6 +368,10 @@ def create_app(
     )
     app.state.service = state
     install_error_handlers(app)
+    # Added first, so it runs inside the access middleware (the last one added is the outermost).
+    app.add_middleware(
+        InferenceFastPath, infer=lambda *args: infer(*args), predict=lambda r: predict_handler(r)
+    )
     app.add_middleware(AccessMiddleware, metrics=state.metrics, draining=lambda: state.draining)
 
     # The key is checked by a plain call, not a FastAPI dependency: dependency solving costs
@@ -549,15 +554,7 @@ def create_app(
         """v2 inference on one version of the model."""
         return await infer(request, name, version)
 
-    @app.post(
-        PATHS.PREDICT,
-        response_model=schemas.PredictResponse,
-        responses=_error_responses(400, 401, 408, 413, 415, 500, 503),
-        openapi_extra={**_request_body(schemas.PredictRequest), **secured},
-        tags=["inference"],
-    )
-    async def predict(request: Request) -> JSONResponse:
-        """Simple JSON: ``{"instances": [row, ...]}`` in, labelled predictions out."""
+    async def predict_handler(request: Request) -> Response:
         authorize(request)
         model = served_model(settings.model_name)
         batcher = state.batcher
@@ -587,6 +584,17 @@ def create_app(
                 "predictions": encode_predictions(outputs, model.signature),
             }
         )
+
+    @app.post(
+        PATHS.PREDICT,
+        response_model=schemas.PredictResponse,
+        responses=_error_responses(400, 401, 408, 413, 415, 500, 503),
+        openapi_extra={**_request_body(schemas.PredictRequest), **secured},
+        tags=["inference"],
+    )
+    async def predict(request: Request) -> Response:
+        """Simple JSON: ``{"instances": [row, ...]}`` in, labelled predictions out."""
+        return await predict_handler(request)
 
     # ------------------------------------------------------------------ operations
 
