@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ def test_parse_wrk_output_without_summary_fails_with_the_output() -> None:
         parse_wrk_output("unable to connect: connection refused\n")
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.mark.usefixtures("wrk")
 def test_wrk_command_pins_one_thread_to_the_load_core(tmp_path: Path) -> None:
     body = Body(tmp_path / "b.body", "application/octet-stream", 123)
     command = wrk_command("http://127.0.0.1:1/x", body, 64, 5)

@@ -6,7 +6,6 @@ processes (start, readiness, sanity answer, wrk, CPU and /metrics accounting, st
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,7 @@ from benchmarks.servers import ServerConfig, running_server
 from service.model.digits import holdout
 from service.signature import ModelSignature
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get wrk)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("wrk")]
 TINY = Plan(
     warmup_s=1, seconds=1, repeats=1, ceiling_seconds=0.1, ceiling_repeats=1, profile_seconds=1
 )
