@@ -179,6 +179,9 @@ def render(cells: list[CellResult], load: tuple[float, float, float], queued_row
         "so the overload cells are a retry storm. *lost* = sent and never answered.",
         "- *unbounded* lifts the bound (`MAX_QUEUED_ROWS=1000000`), which is what the server did "
         "before it had one.",
+        "- A closed-loop client keeps at most one request per connection in flight, so the "
+        "*unbounded* cell cannot grow without limit here, as open-loop arrivals would; what the "
+        "bound changes is that requests past it are answered 503 instead of queued.",
     ]
     return "\n".join(lines)
 
