@@ -31,7 +31,10 @@ from infra.cluster import (  # noqa: E402
     Cluster,
     ClusterArgs,
 )
-from infra.config import ImageVariant, StackConfig  # noqa: E402
+from infra.config import ImageVariant, StackConfig, gpus_of  # noqa: E402
+from infra.karpenter import Karpenter, KarpenterArgs  # noqa: E402
+from infra.keda import Keda, KedaArgs  # noqa: E402
+from infra.metrics_store import ManagedPrometheus, ManagedPrometheusArgs  # noqa: E402
 from infra.network import Network, NetworkArgs  # noqa: E402
 from infra.observability import (  # noqa: E402
     ContainerInsightsLogs,
@@ -46,6 +49,7 @@ from infra.registry import (  # noqa: E402
     ServiceImageArgs,
     source_hash,
 )
+from infra.scaling_config import NodeProvisioner, ScaleToZero  # noqa: E402
 from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
 from infra.workload import Workload, WorkloadArgs  # noqa: E402
 from service import contract  # noqa: E402
@@ -68,8 +72,15 @@ def _workload(
     secret: ApiKeySecret,
     provider: k8s.Provider,
     depends_on: list[pulumi.Resource],
+    metrics_query_url: pulumi.Input[str],
 ) -> Workload:
     gpu = cfg.image_variant is ImageVariant.CUDA
+    scaling = cfg.scaling
+    working_hours = (
+        (scaling.working_hours_start, scaling.working_hours_end, scaling.working_hours_timezone)
+        if scaling.scale_to_zero is ScaleToZero.OFF_HOURS
+        else None
+    )
     return Workload(
         "service",
         WorkloadArgs(
@@ -81,6 +92,11 @@ def _workload(
             min_replicas=cfg.hpa_min_replicas,
             max_replicas=cfg.hpa_max_replicas,
             target_cpu_utilization=cfg.hpa_target_cpu_utilization,
+            metrics_query_url=metrics_query_url,
+            target_in_flight=scaling.target_in_flight,
+            target_queue_ms=scaling.target_queue_ms,
+            scale_down_stabilization_seconds=scaling.scale_down_stabilization_seconds,
+            working_hours=working_hours,
             gpu_count=1 if gpu else 0,
             node_selector=dict(GPU_NODE_LABELS if gpu else SYSTEM_NODE_LABELS),
             exposure=cfg.service_type.value,
@@ -123,6 +139,71 @@ def _secret(
     )
 
 
+def _autoscaling(
+    cfg: StackConfig,
+    network: Network,
+    cluster: Cluster,
+    provider: k8s.Provider,
+    addons: Addons,
+) -> tuple[ManagedPrometheus, list[pulumi.Resource]]:
+    """AMP + managed collector, KEDA reading it, and Karpenter when the stack chooses it."""
+    cluster_sg = cluster.eks_cluster.vpc_config.apply(
+        lambda vpc: [vpc.cluster_security_group_id] if vpc.cluster_security_group_id else []
+    )
+    metrics = ManagedPrometheus(
+        "metrics",
+        ManagedPrometheusArgs(
+            cluster_name=cfg.cluster_name,
+            cluster_arn=cluster.arn,
+            subnet_ids=network.private_subnet_ids,
+            security_group_ids=cluster_sg,
+            log_retention_days=cfg.log_retention_days,
+            deletion_protection=cfg.deletion_protection,
+            k8s_provider=provider,
+            tags=cfg.resource_tags,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
+    keda = Keda(
+        "keda",
+        KedaArgs(
+            cluster_name=cfg.cluster_name,
+            cluster=cluster.eks_cluster,
+            kubernetes_version=cfg.kubernetes_version,
+            k8s_provider=provider,
+            workspace_arn=metrics.workspace_arn,
+            workspace_key_arn=metrics.kms_key_arn,
+            tags=cfg.resource_tags,
+            depends_on=[addons],
+        ),
+    )
+    added: list[pulumi.Resource] = [keda]
+    if cfg.scaling.node_provisioner is NodeProvisioner.KARPENTER:
+        smallest = min(gpus_of(t) for t in cfg.gpu_instance_types)
+        added.append(
+            Karpenter(
+                "karpenter",
+                KarpenterArgs(
+                    cluster_name=cfg.cluster_name,
+                    cluster=cluster.eks_cluster,
+                    kubernetes_version=cfg.kubernetes_version,
+                    k8s_provider=provider,
+                    private_subnet_ids=network.private_subnet_ids,
+                    cluster_security_group_id=cluster_sg.apply(lambda ids: ids[0]),
+                    volume_key_arn=cluster.secrets_key_arn,
+                    gpu_instance_types=cfg.gpu_instance_types,
+                    capacity=cfg.gpu_capacity_type,
+                    gpu_limit=cfg.gpu_nodes.max_size * smallest,
+                    root_volume_gib=cfg.gpu_root_volume_gib,
+                    consolidate_after_seconds=cfg.scaling.scale_down_stabilization_seconds,
+                    tags=cfg.resource_tags,
+                    depends_on=[addons],
+                ),
+            )
+        )
+    return metrics, added
+
+
 def long_lived(cfg: StackConfig) -> None:
     """A whole environment: its own VPC, cluster, registry, image, secret and service."""
     tags = cfg.resource_tags
@@ -157,6 +238,8 @@ def long_lived(cfg: StackConfig) -> None:
             deletion_protection=cfg.deletion_protection,
             tags=tags,
             admin_role_arns=cfg.admin_role_arns,
+            managed_gpu_node_group=cfg.scaling.node_provisioner
+            is NodeProvisioner.CLUSTER_AUTOSCALER,
         ),
     )
     logs = ContainerInsightsLogs(
@@ -186,6 +269,7 @@ def long_lived(cfg: StackConfig) -> None:
             log_groups=[logs],
         ),
     )
+    metrics, scaling_addons = _autoscaling(cfg, network, cluster, provider, addons)
     registry = Registry(
         "registry",
         RegistryArgs(
@@ -205,7 +289,14 @@ def long_lived(cfg: StackConfig) -> None:
         ),
     )
     secret = _secret(cfg, cluster.name, cluster.arn)
-    workload = _workload(cfg, image.repo_digest, secret, provider, [addons, secret])
+    workload = _workload(
+        cfg,
+        image.repo_digest,
+        secret,
+        provider,
+        [addons, secret, *scaling_addons],
+        metrics.query_url,
+    )
     monitoring = ServiceMonitoring(
         "monitoring",
         ServiceMonitoringArgs(
@@ -245,6 +336,9 @@ def long_lived(cfg: StackConfig) -> None:
         {"controlPlane": cluster.control_plane_log_group_name, **logs.log_group_names},
     )
     pulumi.export("alarmNames", monitoring.alarm_names)
+    pulumi.export("metricsQueryUrl", metrics.query_url)
+    pulumi.export("ampWorkspaceArn", metrics.workspace_arn)
+    pulumi.export("nodeProvisioner", cfg.scaling.node_provisioner.value)
 
 
 def ephemeral(cfg: StackConfig) -> None:
@@ -263,7 +357,9 @@ def ephemeral(cfg: StackConfig) -> None:
         ),
     )
     secret = _secret(cfg, cluster_name, base.require_output("clusterArn"))
-    workload = _workload(cfg, image.repo_digest, secret, provider, [secret])
+    workload = _workload(
+        cfg, image.repo_digest, secret, provider, [secret], base.require_output("metricsQueryUrl")
+    )
 
     pulumi.export("environment", cfg.environment.value)
     pulumi.export("region", cfg.region)

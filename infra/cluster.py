@@ -134,6 +134,8 @@ class ClusterArgs:
     deletion_protection: bool
     tags: Mapping[str, str]
     admin_role_arns: Sequence[str] = field(default_factory=tuple)
+    #: False when Karpenter provisions the GPU nodes (``nodeProvisioner: karpenter``).
+    managed_gpu_node_group: bool = True
 
 
 class Cluster(pulumi.ComponentResource):
@@ -270,6 +272,53 @@ class Cluster(pulumi.ComponentResource):
             key_arn=secrets_key.arn,
             tags=tags,
         )
+        # With nodeProvisioner karpenter a Karpenter NodePool owns the GPU nodes: no managed group
+        # for cluster-autoscaler to size as well (one pool, one provisioner).
+        if args.managed_gpu_node_group:
+            self.gpu_node_group_name, self.gpu_asg_name = self._gpu_node_group(
+                name, cluster, node_role, secrets_key.arn, tags
+            )
+        else:
+            self.gpu_node_group_name = pulumi.Output.from_input("")
+            self.gpu_asg_name = pulumi.Output.from_input("")
+        self.name = cluster.name
+        self.arn = cluster.arn
+        self.endpoint = cluster.endpoint
+        self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data or "")
+        self.oidc_issuer = cluster.identities.apply(
+            lambda ids: (ids[0].oidcs or [])[0].issuer or "" if ids else ""
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                cluster.name, cluster.endpoint, self.certificate_authority, self._ctx.region
+            ).apply(lambda v: build_kubeconfig(v[0], v[1], v[2], v[3]))
+        )
+        self.secrets_key_arn = secrets_key.arn
+        self.logs_key_arn = logs_key.arn
+        self.node_role_arn = node_role.arn
+        self.control_plane_log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "name": self.name,
+                "arn": self.arn,
+                "endpoint": self.endpoint,
+                "kubeconfig": self.kubeconfig,
+                "secrets_key_arn": self.secrets_key_arn,
+                "logs_key_arn": self.logs_key_arn,
+                "gpu_asg_name": self.gpu_asg_name,
+            }
+        )
+
+    def _gpu_node_group(
+        self,
+        name: str,
+        cluster: aws.eks.Cluster,
+        node_role: aws.iam.Role,
+        key_arn: pulumi.Output[str],
+        tags: Mapping[str, str],
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The managed GPU node group and its autoscaler node-template tags: (name, ASG name)."""
+        args = self._args
         gpu_group = self._node_group(
             f"{name}-gpu",
             cluster,
@@ -285,7 +334,7 @@ class Cluster(pulumi.ComponentResource):
                 )
             ],
             root_volume_gib=args.gpu_root_volume_gib,
-            key_arn=secrets_key.arn,
+            key_arn=key_arn,
             tags=tags,
         )
         gpu_asg = gpu_group.resources.apply(_first_asg_name)
@@ -302,35 +351,7 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        self.name = cluster.name
-        self.arn = cluster.arn
-        self.endpoint = cluster.endpoint
-        self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data or "")
-        self.oidc_issuer = cluster.identities.apply(
-            lambda ids: (ids[0].oidcs or [])[0].issuer or "" if ids else ""
-        )
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                cluster.name, cluster.endpoint, self.certificate_authority, self._ctx.region
-            ).apply(lambda v: build_kubeconfig(v[0], v[1], v[2], v[3]))
-        )
-        self.secrets_key_arn = secrets_key.arn
-        self.logs_key_arn = logs_key.arn
-        self.node_role_arn = node_role.arn
-        self.gpu_node_group_name = gpu_group.node_group_name
-        self.gpu_asg_name = gpu_asg
-        self.control_plane_log_group_name = log_group.name
-        self.register_outputs(
-            {
-                "name": self.name,
-                "arn": self.arn,
-                "endpoint": self.endpoint,
-                "kubeconfig": self.kubeconfig,
-                "secrets_key_arn": self.secrets_key_arn,
-                "logs_key_arn": self.logs_key_arn,
-                "gpu_asg_name": self.gpu_asg_name,
-            }
-        )
+        return gpu_group.node_group_name, gpu_asg
 
     def _kms_key(
         self,

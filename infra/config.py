@@ -26,6 +26,9 @@ from typing import Any, Final, TypeVar
 
 import pulumi
 
+from infra import scaling_config
+from infra.scaling_config import ScalingConfig
+
 #: The Pulumi project name; config keys of this program live in its namespace.
 PROJECT: Final = "torch-eks-inference"
 
@@ -191,6 +194,8 @@ class StackConfig:
     service_account: str
     api_key: SecretStr | None = field(repr=False)
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Autoscaling: targets, scale to zero, node provisioner (``infra.scaling_config``).
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
 
     @property
     def is_ephemeral(self) -> bool:
@@ -327,6 +332,7 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
 KNOWN_KEYS: Final = frozenset(
     {"environment", "apiKey", *COMMON_DEFAULTS}
     | {key for defaults in ENVIRONMENT_DEFAULTS.values() for key in defaults}
+    | scaling_config.keys()
 )
 #: Keys that only make sense on long-lived stacks; pr stacks borrow dev's cluster.
 _CLUSTER_ONLY_KEYS: Final = frozenset(
@@ -512,7 +518,11 @@ def load_stack_config(
     Raises ConfigError listing every problem found.
     """
     environment = environment_of(stack, raw, project)
-    defaults = {**COMMON_DEFAULTS, **ENVIRONMENT_DEFAULTS[environment]}
+    defaults = {
+        **COMMON_DEFAULTS,
+        **ENVIRONMENT_DEFAULTS[environment],
+        **scaling_config.defaults_for(environment.value),
+    }
     r = _Reader(project, raw, defaults)
     ephemeral = environment is Environment.PR
 
@@ -523,7 +533,7 @@ def load_stack_config(
         elif (
             namespace == project
             and ephemeral
-            and name in _CLUSTER_ONLY_KEYS
+            and name in _CLUSTER_ONLY_KEYS | scaling_config.SCALING_CLUSTER_ONLY_KEYS
             and not is_unset(raw[full_key])
             and raw[full_key] != json.dumps(COMMON_DEFAULTS.get(name))
             and raw[full_key] != str(COMMON_DEFAULTS.get(name))
@@ -650,6 +660,9 @@ def load_stack_config(
             "(lowercase letters, digits and -, at most 63 characters)"
         )
 
+    scaling = scaling_config.read_scaling(
+        r, environment, gpu_nodes, gpu_stack=variant is ImageVariant.CUDA
+    )
     api_key = _api_key(r, secret_keys)
     tags = _tags(r)
 
@@ -691,6 +704,7 @@ def load_stack_config(
         service_account="inference",
         api_key=api_key,
         tags=tags,
+        scaling=scaling,
     )
 
 

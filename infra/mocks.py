@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
+import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
@@ -50,6 +51,34 @@ def _alnum(*parts: object, length: int) -> str:
 def _autoname(name: str, *parts: object) -> str:
     """Pulumi's auto-naming: the logical name plus seven characters."""
     return f"{name}-{_hex(name, *parts, length=7)}"
+
+
+class MockRejectedError(ValueError):
+    """What the real service would answer with an error for these inputs."""
+
+
+def _check_scraper(inputs: Mapping[str, Any]) -> None:
+    """CreateScraper rules: two subnets at least, and a scrape configuration AMP can parse.
+
+    https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-collector-how-to.html ("you must
+    include at least two subnets in at least two Availability Zones").
+    """
+    eks = ((inputs.get("source") or {}).get("eks")) or {}
+    subnets = list(eks.get("subnetIds") or [])
+    if len(subnets) < 2:
+        raise MockRejectedError(f"ValidationException: a scraper needs 2+ subnets, got {subnets}")
+    if not str(eks.get("clusterArn", "")).startswith("arn:aws:eks:"):
+        raise MockRejectedError("ValidationException: source.eks.clusterArn is not a cluster ARN")
+
+    try:
+        document = yaml.safe_load(str(inputs.get("scrapeConfiguration") or ""))
+    except yaml.YAMLError as exc:
+        raise MockRejectedError(f"ValidationException: scrape configuration: {exc}") from None
+    if not isinstance(document, dict) or not document.get("scrape_configs"):
+        raise MockRejectedError("ValidationException: scrape configuration has no scrape_configs")
+    workspace = str(((inputs.get("destination") or {}).get("amp") or {}).get("workspaceArn", ""))
+    if ":aps:" not in workspace or ":workspace/" not in workspace:
+        raise MockRejectedError(f"ValidationException: {workspace!r} is not a workspace ARN")
 
 
 @dataclass(frozen=True)
@@ -417,6 +446,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             }
         if typ.startswith("kubernetes:"):
             return self._kubernetes_outputs(typ, name, inputs)
+        if typ.startswith(("aws:amp/", "aws:sqs/", "aws:cloudwatch/event")):
+            return self._scaling_outputs(typ, name, inputs)
         if typ.startswith("aws:"):
             service = typ.split(":")[1].split("/")[0]
             rid = _autoname(name)
@@ -425,6 +456,56 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "arn": self._arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{rid}"),
             }
         return {}
+
+    def _scaling_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """AMP, SQS and EventBridge: what the services answer, and what they refuse."""
+        acct = self.account_id
+        if typ == "aws:amp/workspace:Workspace":
+            ws = f"ws-{_uuid('amp', name)}"
+            return {
+                "__id": ws,
+                "arn": self._arn("aps", f"workspace/{ws}"),
+                # AMP reports the endpoint with a trailing slash.
+                "prometheusEndpoint": (
+                    f"https://aps-workspaces.{self.region}.amazonaws.com/workspaces/{ws}/"
+                ),
+            }
+        if typ == "aws:amp/workspaceConfiguration:WorkspaceConfiguration":
+            days = int(inputs.get("retentionPeriodInDays") or 150)
+            if not 1 <= days <= 1095:
+                raise MockRejectedError(
+                    f"ValidationException: retentionPeriodInDays {days} must be 1-1095"
+                )
+            return {"__id": str(inputs.get("workspaceId"))}
+        if typ == "aws:amp/scraper:Scraper":
+            _check_scraper(inputs)
+            sid = f"s-{_uuid('scraper', name)}"
+            suffix = _hex("slr", name, length=15)
+            return {
+                "__id": sid,
+                "arn": self._arn("aps", f"scraper/{sid}"),
+                "roleArn": f"arn:aws:iam::{acct}:role/aws-service-role/scraper.aps.amazonaws.com/"
+                f"AWSServiceRoleForAmazonPrometheusScraper_{suffix}",
+            }
+        if typ == "aws:sqs/queue:Queue":
+            queue = str(inputs.get("name") or _autoname(name))
+            retention = int(inputs.get("messageRetentionSeconds") or 345600)
+            if not 60 <= retention <= 1_209_600:
+                raise MockRejectedError(f"InvalidAttributeValue: retention {retention}")
+            url = f"https://sqs.{self.region}.amazonaws.com/{acct}/{queue}"
+            return {"__id": url, "url": url, "name": queue, "arn": self._arn("sqs", queue)}
+        if typ == "aws:sqs/queuePolicy:QueuePolicy":
+            return {"__id": str(inputs.get("queueUrl"))}
+        if typ == "aws:cloudwatch/eventRule:EventRule":
+            rule = str(inputs.get("name") or _autoname(name))
+            try:
+                json.loads(str(inputs.get("eventPattern")))
+            except json.JSONDecodeError as exc:
+                raise MockRejectedError(f"InvalidEventPatternException: {exc}") from None
+            return {"__id": rule, "name": rule, "arn": self._arn("events", f"rule/{rule}")}
+        if typ == "aws:cloudwatch/eventTarget:EventTarget":
+            return {"__id": f"{inputs.get('rule')}-{inputs.get('targetId')}"}
+        return {"__id": _autoname(name)}
 
     def _kubernetes_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "kubernetes:helm.sh/v3:Release":

@@ -1,0 +1,182 @@
+"""The autoscaling part of a stack's configuration: targets, scale to zero, node provisioner.
+
+``infra.config`` reads these keys with the same reader (every problem collected, each naming the
+key, the value and what is allowed) and keeps the result in ``StackConfig.scaling``. They live in
+a module of their own so the scaling settings, their defaults and their rules read as one piece.
+
+Where the defaults come from:
+
+- ``scalingTargetInFlight`` (requests in flight per pod) and ``scalingTargetQueueMs`` (mean queue
+  wait) are the per-pod operating point at which the service's p99 stays under ``latencySloMs``:
+  the service benchmark (``benchmarks/results.md``, digits on ``/predict``) measured p99 86.7 ms at
+  8 concurrent requests and 222 ms at 64, so with the 100 ms SLO the target is 8 in flight. The
+  scaling simulation (``make simulate``, ``benchmarks/scaling_targets.py``) derives the same
+  numbers from the latency curve and replays traces against them; change the SLO or the model
+  and re-run it to get the new target.
+- ``scaleToZero: off-hours`` (dev and pr stacks): a KEDA cron trigger keeps ``hpaMinReplicas``
+  warm during ``workingHoursStart``..``workingHoursEnd`` (``workingHoursTimezone``); outside it the
+  Deployment falls to zero once no request has been in flight for the cooldown period, and the
+  GPU nodes follow.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from infra.config import Environment, NodeScaling, _Reader
+
+
+class NodeProvisioner(StrEnum):
+    """What starts and stops the GPU nodes: one of them per stack, never both on one pool."""
+
+    CLUSTER_AUTOSCALER = "cluster-autoscaler"
+    KARPENTER = "karpenter"
+
+
+class ScaleToZero(StrEnum):
+    """When the inference Deployment may have no pods at all."""
+
+    OFF = "off"
+    OFF_HOURS = "off-hours"
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Validated autoscaling settings of one stack."""
+
+    node_provisioner: NodeProvisioner = NodeProvisioner.CLUSTER_AUTOSCALER
+    latency_slo_ms: int = 100
+    target_in_flight: int = 8
+    target_queue_ms: int = 25
+    scale_to_zero: ScaleToZero = ScaleToZero.OFF
+    working_hours_start: str = "0 8 * * 1-5"
+    working_hours_end: str = "0 19 * * 1-5"
+    working_hours_timezone: str = "UTC"
+    scale_down_stabilization_seconds: int = 300
+
+
+#: Defaults shared by every environment (Pulumi.yaml declares them with a sentinel default).
+SCALING_COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
+    "nodeProvisioner": "cluster-autoscaler",
+    "latencySloMs": 100,
+    "scalingTargetInFlight": 8,
+    "scalingTargetQueueMs": 25,
+    "workingHoursStart": "0 8 * * 1-5",
+    "workingHoursEnd": "0 19 * * 1-5",
+    "workingHoursTimezone": "UTC",
+    "scaleDownStabilizationSeconds": 300,
+}
+#: Per-environment defaults: only the cheap, non-production stacks sleep at night.
+SCALING_ENVIRONMENT_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "dev": {"scaleToZero": "off-hours"},
+    "staging": {"scaleToZero": "off"},
+    "prod": {"scaleToZero": "off"},
+    "pr": {"scaleToZero": "off-hours"},
+}
+#: Keys that shape the cluster, so pr stacks (which borrow dev's cluster) may not set them.
+SCALING_CLUSTER_ONLY_KEYS: Final = frozenset({"nodeProvisioner"})
+
+#: A five-field cron expression (minute hour day-of-month month day-of-week), what KEDA's cron
+#: scaler accepts (https://keda.sh/docs/latest/scalers/cron/).
+_CRON_FIELD = r"[0-9*,/\-A-Za-z]+"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+
+
+def keys() -> frozenset[str]:
+    """Every config key this module reads."""
+    env_keys = {key for defaults in SCALING_ENVIRONMENT_DEFAULTS.values() for key in defaults}
+    return frozenset(SCALING_COMMON_DEFAULTS) | env_keys
+
+
+def defaults_for(environment: str) -> dict[str, Any]:
+    """The scaling defaults of one environment kind (dev, staging, prod, pr)."""
+    return {**SCALING_COMMON_DEFAULTS, **SCALING_ENVIRONMENT_DEFAULTS[environment]}
+
+
+def _given(r: _Reader, name: str) -> bool:
+    from infra.config import is_unset
+
+    full = r.key(name)
+    return full in r.raw and not is_unset(r.raw[full])
+
+
+def _working_hours(r: _Reader) -> tuple[str, str, str]:
+    start = r.string("workingHoursStart", lambda v: bool(_CRON.match(v)), _CRON_HELP)
+    end = r.string("workingHoursEnd", lambda v: bool(_CRON.match(v)), _CRON_HELP)
+    timezone = r.string(
+        "workingHoursTimezone",
+        lambda v: v in zoneinfo.available_timezones(),
+        "an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
+    )
+    if start and start == end:
+        r.fail("workingHoursEnd", end, "must differ from workingHoursStart")
+    return start, end, timezone
+
+
+_CRON_HELP = "a five-field cron expression such as '0 8 * * 1-5' (08:00 Monday to Friday)"
+
+
+def read_scaling(
+    r: _Reader,
+    environment: Environment,
+    gpu_nodes: NodeScaling,
+    gpu_stack: bool,
+) -> ScalingConfig:
+    """Read and check the scaling keys; problems go to ``r`` like every other key's."""
+    provisioner = r.choice("nodeProvisioner", NodeProvisioner, NodeProvisioner.CLUSTER_AUTOSCALER)
+    slo = r.integer("latencySloMs", 10, 60_000)
+    in_flight = r.integer("scalingTargetInFlight", 1, 1024)
+    queue_ms = r.integer("scalingTargetQueueMs", 1, 60_000)
+    if queue_ms >= slo:
+        r.fail(
+            "scalingTargetQueueMs",
+            queue_ms,
+            f"must be below latencySloMs ({slo}): a queue wait that long already breaks the SLO",
+        )
+    zero = r.choice("scaleToZero", ScaleToZero, ScaleToZero.OFF)
+    start, end, timezone = _working_hours(r)
+    stabilization = r.integer("scaleDownStabilizationSeconds", 0, 3600)
+
+    if zero is not ScaleToZero.OFF and environment.value == "prod":
+        r.fail("scaleToZero", zero.value, "prod keeps hpaMinReplicas warm: must be off")
+    is_karpenter = provisioner is NodeProvisioner.KARPENTER
+    if is_karpenter and environment.value != "pr":
+        # One pool, one provisioner: Karpenter owns the GPU nodes, so there is no managed GPU node
+        # group whose size cluster-autoscaler would also change.
+        for key in ("gpuNodeMin", "gpuNodeDesired"):
+            if _given(r, key):
+                r.fail(
+                    key,
+                    r.raw[r.key(key)],
+                    "sizes the cluster-autoscaler GPU node group; with nodeProvisioner karpenter "
+                    "the GPU nodes come from a Karpenter NodePool (gpuNodeMax caps it): remove it",
+                )
+    elif (
+        zero is not ScaleToZero.OFF
+        and gpu_stack
+        and environment.value != "pr"
+        and gpu_nodes.min_size > 0
+    ):
+        r.fail(
+            "gpuNodeMin",
+            gpu_nodes.min_size,
+            f"scaleToZero {zero.value} lets the pods go to zero, so the GPU node group must be "
+            "allowed to follow: set gpuNodeMin to 0",
+        )
+    return ScalingConfig(
+        node_provisioner=provisioner,
+        latency_slo_ms=slo,
+        target_in_flight=in_flight,
+        target_queue_ms=queue_ms,
+        scale_to_zero=zero,
+        working_hours_start=start,
+        working_hours_end=end,
+        working_hours_timezone=timezone,
+        scale_down_stabilization_seconds=stabilization,
+    )
