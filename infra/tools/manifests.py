@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import kubernetes_validate
 import yaml
 
+from infra.tools import crd_check
+
 if TYPE_CHECKING:
     from infra.tools.plan import ProgramRun
 
@@ -173,10 +175,20 @@ def schema_version(kubernetes_version: str) -> str:
 def validate_documents(
     docs: Sequence[Mapping[str, Any]], kubernetes_version: str
 ) -> list[SchemaError]:
-    """Validate every document (strict: unknown fields fail too) against the cluster's schemas."""
+    """Validate every document (strict: unknown fields fail too) against the cluster's schemas.
+
+    KEDA and Karpenter objects have no schema in kubernetes-validate; ``infra.tools.crd_check``
+    checks them from their documented fields instead.
+    """
     version = schema_version(kubernetes_version)
-    errors = []
+    errors = [
+        SchemaError(document_id(doc), *problem.split(": ", 1))
+        for doc, problems in crd_check.check_documents(docs)
+        for problem in problems
+    ]
     for doc in docs:
+        if crd_check.is_custom_resource(doc):
+            continue
         try:
             kubernetes_validate.validate(dict(doc), version, strict=True)
         except kubernetes_validate.ValidationError as exc:
