@@ -42,7 +42,7 @@ class NodeProvisioner(StrEnum):
 class ScaleToZero(StrEnum):
     """When the inference Deployment may have no pods at all."""
 
-    OFF = "off"
+    NEVER = "never"
     OFF_HOURS = "off-hours"
 
 
@@ -54,7 +54,7 @@ class ScalingConfig:
     latency_slo_ms: int = 100
     target_in_flight: int = 8
     target_queue_ms: int = 25
-    scale_to_zero: ScaleToZero = ScaleToZero.OFF
+    scale_to_zero: ScaleToZero = ScaleToZero.NEVER
     working_hours_start: str = "0 8 * * 1-5"
     working_hours_end: str = "0 19 * * 1-5"
     working_hours_timezone: str = "UTC"
@@ -75,8 +75,8 @@ SCALING_COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
 #: Per-environment defaults: only the cheap, non-production stacks sleep at night.
 SCALING_ENVIRONMENT_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = {
     "dev": {"scaleToZero": "off-hours"},
-    "staging": {"scaleToZero": "off"},
-    "prod": {"scaleToZero": "off"},
+    "staging": {"scaleToZero": "never"},
+    "prod": {"scaleToZero": "never"},
     "pr": {"scaleToZero": "off-hours"},
 }
 #: Keys that shape the cluster, so pr stacks (which borrow dev's cluster) may not set them.
@@ -139,12 +139,12 @@ def read_scaling(
             queue_ms,
             f"must be below latencySloMs ({slo}): a queue wait that long already breaks the SLO",
         )
-    zero = r.choice("scaleToZero", ScaleToZero, ScaleToZero.OFF)
+    zero = r.choice("scaleToZero", ScaleToZero, ScaleToZero.NEVER)
     start, end, timezone = _working_hours(r)
     stabilization = r.integer("scaleDownStabilizationSeconds", 0, 3600)
 
-    if zero is not ScaleToZero.OFF and environment.value == "prod":
-        r.fail("scaleToZero", zero.value, "prod keeps hpaMinReplicas warm: must be off")
+    if zero is not ScaleToZero.NEVER and environment.value == "prod":
+        r.fail("scaleToZero", zero.value, "prod keeps hpaMinReplicas warm: must be never")
     is_karpenter = provisioner is NodeProvisioner.KARPENTER
     if is_karpenter and environment.value != "pr":
         # One pool, one provisioner: Karpenter owns the GPU nodes, so there is no managed GPU node
@@ -158,7 +158,7 @@ def read_scaling(
                     "the GPU nodes come from a Karpenter NodePool (gpuNodeMax caps it): remove it",
                 )
     elif (
-        zero is not ScaleToZero.OFF
+        zero is not ScaleToZero.NEVER
         and gpu_stack
         and environment.value != "pr"
         and gpu_nodes.min_size > 0

@@ -27,6 +27,7 @@ REPOSITORY = "aws:ecr/repository:Repository"
 IMAGE = "docker:index/image:Image"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 SECRET = "aws:secretsmanager/secret:Secret"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -136,7 +137,7 @@ def test_access_is_api_mode_with_an_explicit_admin_entry_for_the_deployer_role(
 ) -> None:
     access = long_lived.one(CLUSTER)["accessConfig"]
     assert access == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
-    entry = long_lived.one("aws:eks/accessEntry:AccessEntry")
+    entry = long_lived.one("aws:eks/accessEntry:AccessEntry", "cluster-deployer-access")
     # The role itself, not the assumed-role session ARN the deployer runs as.
     assert entry["principalArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}"
     association = long_lived.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
@@ -268,7 +269,7 @@ def test_managed_addons_and_helm_releases(long_lived: Inventory) -> None:
     (association,) = cloudwatch.inputs["podIdentityAssociations"]
     assert association["serviceAccount"] == "cloudwatch-agent"
     releases = {r.inputs["chart"]: r.inputs for r in long_lived.of_type(RELEASE)}
-    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler"}
+    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler", "keda"}
     autoscaler = releases["cluster-autoscaler"]["values"]
     assert (
         autoscaler["autoDiscovery"]["clusterName"] == f"torch-eks-inference-{stack_of(long_lived)}"
@@ -489,9 +490,17 @@ def test_every_log_group_has_the_stack_retention_and_a_kms_key(long_lived: Inven
         assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:"), group.name
 
 
-def test_hpa_bounds_per_stack(any_stack: Inventory) -> None:
-    spec = any_stack.one(HPA)["spec"]
-    assert (spec["minReplicas"], spec["maxReplicas"]) == HPA_BOUNDS[stack_of(any_stack)]
+def test_scaling_bounds_per_stack(any_stack: Inventory) -> None:
+    assert not any_stack.of_type(HPA)  # KEDA creates the HPA from the ScaledObject
+    spec = any_stack.one(SCALED_OBJECT)["spec"]
+    low, high = HPA_BOUNDS[stack_of(any_stack)]
+    assert spec["maxReplicaCount"] == high
+    cron = [t for t in spec["triggers"] if t["type"] == "cron"]
+    if stack_of(any_stack) in ("dev", "pr-123"):  # scaleToZero: off-hours
+        assert spec["minReplicaCount"] == 0
+        assert cron[0]["metadata"]["desiredReplicas"] == str(low)
+    else:
+        assert (spec["minReplicaCount"], cron) == (low, [])
 
 
 def test_prod_is_deletion_protected_and_dev_is_not(stack_run: Callable[[str], Inventory]) -> None:
@@ -659,7 +668,9 @@ def test_cpu_variant_runs_on_system_nodes_without_a_gpu(customised: Inventory) -
 def test_fixed_image_tag_extra_admin_tags_and_version(customised: Inventory) -> None:
     assert customised.one(IMAGE)["imageName"].endswith("/torch-eks-inference/dev:v1.2.3")
     principals = sorted(
-        r.inputs["principalArn"] for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
+        r.inputs["principalArn"]
+        for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
+        if r.parent_name == "cluster"
     )
     assert principals == [
         f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}",
