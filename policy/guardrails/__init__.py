@@ -10,9 +10,15 @@ from pulumi_policy import Policy
 from .advisory import POLICIES as ADVISORY_POLICIES
 from .aws import POLICIES as AWS_POLICIES
 from .kubernetes import POLICIES as KUBERNETES_POLICIES
+from .scaling import POLICIES as SCALING_POLICIES
 
 PACK_NAME = "torch-eks-inference"
 #: Every policy of the pack; the mandatory ones fail ``pulumi preview`` and ``pulumi up``.
-POLICIES: list[Policy] = [*KUBERNETES_POLICIES, *AWS_POLICIES, *ADVISORY_POLICIES]
+POLICIES: list[Policy] = [
+    *KUBERNETES_POLICIES,
+    *AWS_POLICIES,
+    *ADVISORY_POLICIES,
+    *SCALING_POLICIES,
+]
 
 __all__ = ["PACK_NAME", "POLICIES"]
