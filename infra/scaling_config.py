@@ -145,6 +145,7 @@ def read_scaling(
 
     if zero is not ScaleToZero.NEVER and environment.value == "prod":
         r.fail("scaleToZero", zero.value, "prod keeps hpaMinReplicas warm: must be never")
+        zero = ScaleToZero.NEVER  # reported; do not pile a second problem on top
     is_karpenter = provisioner is NodeProvisioner.KARPENTER
     if is_karpenter and environment.value != "pr":
         # One pool, one provisioner: Karpenter owns the GPU nodes, so there is no managed GPU node
