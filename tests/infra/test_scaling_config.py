@@ -1,4 +1,4 @@
-"""The scaling keys: per-environment defaults, and a clear refusal of every combination that lies."""
+"""The scaling keys: per-environment defaults, and a clear refusal of every bad combination."""
 
 from __future__ import annotations
 
