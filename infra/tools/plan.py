@@ -236,6 +236,9 @@ _KEY_INPUTS: Final[Mapping[str, Sequence[str]]] = {
     "aws:eks/podIdentityAssociation:PodIdentityAssociation": ("namespace", "serviceAccount"),
     "aws:autoscaling/tag:Tag": ("tag",),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ("spec",),
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": ("spec",),
+    "aws:amp/workspaceConfiguration:WorkspaceConfiguration": ("retentionPeriodInDays",),
+    "kubernetes:karpenter.sh/v1:NodePool": ("spec",),
 }
 
 
@@ -251,6 +254,14 @@ def _summary(entry: Mapping[str, Any], width: int = 110) -> str:
             value = inputs[key]
             if entry["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler":
                 value = {"min": value.get("minReplicas"), "max": value.get("maxReplicas")}
+            elif entry["type"] == "kubernetes:keda.sh/v1alpha1:ScaledObject":
+                value = {
+                    "min": value.get("minReplicaCount"),
+                    "max": value.get("maxReplicaCount"),
+                    "triggers": [t.get("name") or t.get("type") for t in value.get("triggers", [])],
+                }
+            elif entry["type"] == "kubernetes:karpenter.sh/v1:NodePool":
+                value = {"limits": value.get("limits"), "disruption": value.get("disruption")}
             parts.append(f"{key}={json.dumps(value, separators=(',', ':'), sort_keys=True)}")
     text = " ".join(parts)
     return text if len(text) <= width else text[: width - 3] + "..."

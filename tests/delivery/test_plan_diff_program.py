@@ -36,10 +36,11 @@ def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> No
     changed = markdown.split("#### Changed (2)", 1)[1]
     resources = [line for line in changed.splitlines() if line.startswith("**`")]
     assert len(resources) == 2
-    assert "`kubernetes:autoscaling/v2:HorizontalPodAutoscaler`" in changed
+    # KEDA's ScaledObject carries the replica bounds (KEDA creates the HPA in the cluster).
+    assert "`kubernetes:keda.sh/v1alpha1:ScaledObject`" in changed
     assert "`aws:eks/nodeGroup:NodeGroup`" in changed
     rows = [line for line in changed.splitlines() if line.startswith("| `")]
     assert sorted(rows) == [
         '| `instanceTypes[1]` | `"g6.xlarge"` | `"g6e.xlarge"` |',
-        "| `spec.maxReplicas` | `2` | `1` |",
+        "| `spec.maxReplicaCount` | `2` | `1` |",
     ]
