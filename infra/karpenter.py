@@ -113,7 +113,7 @@ class Karpenter(pulumi.ComponentResource):
             message_retention_seconds=spec.INTERRUPTION_MESSAGE_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
             tags=dict(self._args.tags),
-            opts=self._child(),
+            opts=self._child(delete_before_replace=True),
         )
         aws.sqs.QueuePolicy(
             f"{name}-interruptions-policy",
@@ -160,7 +160,7 @@ class Karpenter(pulumi.ComponentResource):
             principal_arn=role.arn,
             type="EC2_LINUX",
             tags=dict(self._args.tags),
-            opts=self._child(),
+            opts=self._child(delete_before_replace=True),
         )
         return role
 
@@ -258,7 +258,9 @@ class Karpenter(pulumi.ComponentResource):
                 tags=args.tags,
             )
         )
-        opts = self._child(provider=args.k8s_provider, depends_on=[release])
+        opts = self._child(
+            provider=args.k8s_provider, depends_on=[release], delete_before_replace=True
+        )
         k8s.apiextensions.CustomResource(
             f"{name}-node-class",
             api_version="karpenter.k8s.aws/v1",

@@ -189,9 +189,13 @@ class ManagedPrometheus(pulumi.ComponentResource):
             type="STANDARD",
             user_name=COLLECTOR_USER,
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self),
+            # One entry per principal and cluster: a replacement must delete the old one first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        # Fixed names: a replacement must delete the old object first.
+        k8s_opts = pulumi.ResourceOptions(
+            parent=self, provider=args.k8s_provider, delete_before_replace=True
+        )
         read = ["get", "list", "watch"]
         k8s.rbac.v1.ClusterRole(
             f"{name}-collector-role",

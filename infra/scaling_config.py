@@ -150,12 +150,12 @@ def read_scaling(
     if is_karpenter and environment.value != "pr":
         # One pool, one provisioner: Karpenter owns the GPU nodes, so there is no managed GPU node
         # group whose size cluster-autoscaler would also change.
-        for key in ("gpuNodeMin", "gpuNodeDesired"):
+        for key in ("gpuNodeMin",):
             if _given(r, key):
                 r.fail(
                     key,
                     r.raw[r.key(key)],
-                    "sizes the cluster-autoscaler GPU node group; with nodeProvisioner karpenter "
+                    "sizes the cluster-autoscaler GPU node groups; with nodeProvisioner karpenter "
                     "the GPU nodes come from a Karpenter NodePool (gpuNodeMax caps it): remove it",
                 )
     elif (

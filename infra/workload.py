@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.config import ROLLOUT_MAX_SURGE
 from infra.k8s_network import (
     SERVICE_EXPOSURES,
     ServiceExposure,
@@ -201,7 +202,7 @@ class Workload(pulumi.ComponentResource):
                     # Never drop below the serving count during a rollout; GPUs are scarce, so
                     # surge one pod at a time.
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=1
+                        max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
                     ),
                 ),
                 template=pod_template(
@@ -300,7 +301,7 @@ class Workload(pulumi.ComponentResource):
             kind="TriggerAuthentication",
             metadata=meta(TRIGGER_AUTH_NAME),
             spec=trigger_authentication_spec(),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         def spec(url: str) -> dict[str, Any]:
@@ -327,7 +328,9 @@ class Workload(pulumi.ComponentResource):
             kind="ScaledObject",
             metadata=meta(args.app_name),
             spec=pulumi.Output.from_input(args.metrics_query_url).apply(spec),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[auth, deployment]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[auth, deployment], delete_before_replace=True
+            ),
         )
 
 

@@ -188,15 +188,17 @@ def test_keda_operator_gets_that_role_through_pod_identity(long_lived: Inventory
     )
     release = long_lived.one("kubernetes:helm.sh/v3:Release", "keda-release")
     assert release["namespace"] == "kube-system"
-    assert release["version"] == KEDA_CHART_BY_MINOR["1.33"]
+    version = long_lived.one("aws:eks/cluster:Cluster")["version"]
+    assert release["version"] == KEDA_CHART_BY_MINOR[version]
     # Pod Identity, not IRSA: the chart must not annotate the ServiceAccount with a role.
     assert release["values"]["podIdentity"] == {"aws": {"irsa": {"enabled": False}}}
 
 
 def test_keda_chart_is_pinned_for_every_supported_minor_within_its_tested_range() -> None:
-    from infra.config import SUPPORTED_K8S_VERSIONS
+    from infra.eks_versions import CLUSTER_AUTOSCALER
 
-    for minor in SUPPORTED_K8S_VERSIONS:
+    # Every minor the program pins add-ons for (infra/eks_versions.py) has a KEDA pin too.
+    for minor in CLUSTER_AUTOSCALER:
         assert keda_chart_version(minor)
     with pytest.raises(ValueError, match=r"no KEDA chart pinned for Kubernetes 1\.29"):
         keda_chart_version("1.29")
@@ -253,11 +255,15 @@ def test_collector_is_mapped_to_its_kubernetes_user_without_the_role_path(
         entry["principalArn"],
     )
     assert entry["userName"] == COLLECTOR_USER
-    binding = long_lived.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    binding = long_lived.one(
+        "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "metrics-collector-binding"
+    )
     assert binding["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": COLLECTOR_USER}
     ]
-    role_rules = long_lived.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")["rules"]
+    role_rules = long_lived.one(
+        "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "metrics-collector-role"
+    )["rules"]
     assert all(set(r.get("verbs", [])) <= {"get", "list", "watch"} for r in role_rules)
 
 

@@ -58,7 +58,6 @@ def test_targets_and_window_are_tunable() -> None:
         ("dev", {"gpuNodeMin": 1}, "gpuNodeMin", "must be allowed to follow"),
         # one pool, one provisioner
         ("dev", {"nodeProvisioner": "karpenter", "gpuNodeMin": 0}, "gpuNodeMin", "karpenter"),
-        ("dev", {"nodeProvisioner": "karpenter", "gpuNodeDesired": 1}, "gpuNodeDesired", "remove"),
         (
             "pr-4",
             {"environment": "pr", "clusterStack": "dev", "nodeProvisioner": "karpenter"},
