@@ -95,6 +95,7 @@ def _workload(
             target_cpu_utilization=cfg.hpa_target_cpu_utilization,
             metrics_query_url=metrics_query_url,
             target_in_flight=scaling.target_in_flight,
+            target_request_rate=scaling.target_request_rate,
             target_queue_ms=scaling.target_queue_ms,
             scale_down_stabilization_seconds=scaling.scale_down_stabilization_seconds,
             working_hours=working_hours,

@@ -7,12 +7,16 @@ replica count any of them asks for):
    the Deployment's pods, ``AverageValue`` target = ``scalingTargetInFlight`` per pod. The gauge
    counts every request the server is answering, the scrape of ``/metrics`` itself included
    (service/access.py), so each pod's sample is reduced by that one request.
-2. **queue time**: the mean wait in the batch queue over the last minute, in ms
+2. **request rate per pod**: answered inference requests per second (health checks and scrapes
+   left out), ``AverageValue`` target = ``scalingTargetRequestRate``. A batching pod's in-flight
+   count is far from proportional to its load; the rate is, and it keeps the replica count from
+   flapping where in-flight alone would (the scaling simulation ran with both).
+3. **queue time**: the p99 wait in the batch queue over the last minute, in ms
    (``inference_queue_duration_seconds``), ``Value`` target = ``scalingTargetQueueMs``: a batch
    queue that grows means the GPU is the bottleneck even when requests are short.
-3. **CPU** (a floor): ``Utilization`` of the CPU request, ``hpaTargetCpuUtilization``; it can add
-   pods when JSON decoding saturates the CPU, it never removes pods the other two need.
-4. **cron** (``scaleToZero: off-hours`` only): keeps ``hpaMinReplicas`` during working hours.
+4. **CPU** (a floor): ``Utilization`` of the CPU request, ``hpaTargetCpuUtilization``; it can add
+   pods when JSON decoding saturates the CPU, it never removes pods the other triggers need.
+5. **cron** (``scaleToZero: off-hours`` only): keeps ``hpaMinReplicas`` during working hours.
    Outside them ``minReplicaCount`` is 0: once nothing has been in flight (activation threshold
    0) for ``cooldownPeriod``, KEDA scales the Deployment to zero and the GPU nodes follow.
 
@@ -29,13 +33,17 @@ from typing import Any, Final
 #: The TriggerAuthentication every ScaledObject of a namespace refers to.
 TRIGGER_AUTH_NAME: Final = "keda-aws-pod-identity"
 IN_FLIGHT_METRIC: Final = "inference_http_requests_in_flight"
+#: prometheus_client exposes the ``inference_http_requests`` counter with a ``_total`` suffix.
+REQUESTS_METRIC: Final = "inference_http_requests_total"
 QUEUE_METRIC: Final = "inference_queue_duration_seconds"
-#: How often KEDA evaluates the triggers, and the scrape interval (infra.scrape_config) it reads.
-POLLING_INTERVAL_SECONDS: Final = 15
-#: Scale-up: double, or add 2 pods, every 15 s, with no stabilisation (a GPU pod takes minutes to
-#: become ready; waiting longer only grows the queue).
+#: Routes that are not inference load: probes and the scrape itself (service.contract.PATHS).
+NOT_LOAD_ROUTES: Final = "/metrics|/v2/health/live|/v2/health/ready"
+#: How often KEDA evaluates the triggers (the value the scaling simulation ran with).
+POLLING_INTERVAL_SECONDS: Final = 30
+#: Scale-up: double, or add 4 pods, every 15 s, whichever is more, with no stabilisation (a GPU pod
+#: takes minutes to become ready; waiting longer only grows the queue).
 SCALE_UP_PERIOD_SECONDS: Final = 15
-SCALE_UP_PODS: Final = 2
+SCALE_UP_PODS: Final = 4
 SCALE_UP_PERCENT: Final = 100
 #: Scale-down: one pod per minute, after the stabilisation window. One pod at a time is what the
 #: PodDisruptionBudget allows (maxUnavailable 1), and a minute is longer than a pod's drain
@@ -58,6 +66,7 @@ class ScalingSpec:
     min_replicas: int
     max_replicas: int
     target_in_flight: int
+    target_request_rate: int
     target_queue_ms: int
     target_cpu_utilization: int
     scale_down_stabilization_seconds: int
@@ -70,8 +79,10 @@ class ScalingSpec:
                 f"replicas: need 1 <= min_replicas ({self.min_replicas}) <= "
                 f"max_replicas ({self.max_replicas})"
             )
-        if self.target_in_flight < 1 or self.target_queue_ms < 1:
-            raise ValueError("target_in_flight and target_queue_ms must be at least 1")
+        if min(self.target_in_flight, self.target_request_rate, self.target_queue_ms) < 1:
+            raise ValueError(
+                "target_in_flight, target_request_rate and target_queue_ms must be at least 1"
+            )
         if not self.query_url.startswith("https://") or self.query_url.endswith("/"):
             raise ValueError(
                 f"query_url {self.query_url!r} must be the https workspace URL without a "
@@ -91,13 +102,15 @@ def in_flight_query(s: ScalingSpec) -> str:
     return f"sum(clamp_min({IN_FLIGHT_METRIC}{{{s.selector}}} - 1, 0))"
 
 
+def request_rate_query(s: ScalingSpec) -> str:
+    """Inference requests answered per second across the service's pods."""
+    return f'sum(rate({REQUESTS_METRIC}{{{s.selector},route!~"{NOT_LOAD_ROUTES}"}}[1m]))'
+
+
 def queue_time_query(s: ScalingSpec) -> str:
-    """Mean batch-queue wait over the last minute, in milliseconds (0 without traffic)."""
-
-    def rate(series: str) -> str:
-        return f"sum(rate({QUEUE_METRIC}_{series}{{{s.selector}}}[1m]))"
-
-    return f"1000 * {rate('sum')} / {rate('count')}"
+    """p99 batch-queue wait over the last minute, in milliseconds (0 without traffic)."""
+    buckets = f"sum by (le) (rate({QUEUE_METRIC}_bucket{{{s.selector}}}[1m]))"
+    return f"1000 * histogram_quantile(0.99, {buckets})"
 
 
 def _prometheus_trigger(
@@ -124,6 +137,9 @@ def triggers(s: ScalingSpec) -> list[dict[str, Any]]:
     """The ScaledObject's triggers (see the module docstring for the order and why)."""
     result = [
         _prometheus_trigger(s, "in-flight", in_flight_query(s), s.target_in_flight, "AverageValue"),
+        _prometheus_trigger(
+            s, "request-rate", request_rate_query(s), s.target_request_rate, "AverageValue"
+        ),
         _prometheus_trigger(s, "queue-time", queue_time_query(s), s.target_queue_ms, "Value"),
         {
             "type": "cpu",

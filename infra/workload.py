@@ -64,8 +64,9 @@ class WorkloadArgs:
     target_cpu_utilization: int = 70
     scale_down_stabilization_seconds: int = 300
     #: Per-pod targets of the KEDA triggers (``scalingTargetInFlight``, ``scalingTargetQueueMs``).
-    target_in_flight: int = 8
-    target_queue_ms: int = 25
+    target_in_flight: int = 28
+    target_request_rate: int = 639
+    target_queue_ms: int = 50
     #: Cron window (start, end, timezone) outside which the Deployment may scale to zero.
     working_hours: tuple[str, str, str] | None = None
     #: GPUs per pod; 0 for a CPU-only stack (no GPU limit, no toleration).
@@ -315,6 +316,7 @@ class Workload(pulumi.ComponentResource):
                     min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas,
                     target_in_flight=args.target_in_flight,
+                    target_request_rate=args.target_request_rate,
                     target_queue_ms=args.target_queue_ms,
                     target_cpu_utilization=args.target_cpu_utilization,
                     scale_down_stabilization_seconds=args.scale_down_stabilization_seconds,

@@ -45,6 +45,13 @@ SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 WORKSPACE = "aws:amp/workspace:Workspace"
 SCRAPER = "aws:amp/scraper:Scraper"
 RETENTION = {"dev": 7, "staging": 30, "prod": 365}
+#: (latency SLO, in-flight, request rate, queue p99 ms) per stack: what `make simulate` favours.
+TARGETS = {
+    "dev": (250, 64, 769, 125),
+    "staging": (100, 28, 639, 50),
+    "prod": (100, 28, 639, 50),
+    "pr-123": (250, 64, 769, 125),
+}
 
 
 def outputs(inv: Inventory, type_: str, name: str | None = None) -> dict[str, Any]:
@@ -75,7 +82,7 @@ def test_triggers_query_the_stacks_workspace_without_a_trailing_slash(
 ) -> None:
     ws = workspace_of(stack, stack_run)
     assert ws["prometheusEndpoint"].endswith("/")  # what AMP reports
-    for name in ("in-flight", "queue-time"):
+    for name in ("in-flight", "request-rate", "queue-time"):
         meta = triggers(stack)[name]["metadata"]
         assert meta["serverAddress"] == ws["prometheusEndpoint"].rstrip("/")
         assert not (meta["serverAddress"] + "/api/v1/query").count("//api")
@@ -86,7 +93,7 @@ def test_primary_trigger_is_in_flight_per_pod_without_the_scrape_itself(stack: I
     trigger = triggers(stack)["in-flight"]
     namespace = stack.one("kubernetes:apps/v1:Deployment")["metadata"]["namespace"]
     assert trigger["metricType"] == "AverageValue"  # the HPA divides the sum by the pod count
-    assert trigger["metadata"]["threshold"] == "8"
+    assert trigger["metadata"]["threshold"] == str(TARGETS[stack.run.stack][1])
     assert trigger["metadata"]["activationThreshold"] == "0"
     assert trigger["metadata"]["query"] == (
         f'sum(clamp_min(inference_http_requests_in_flight{{namespace="{namespace}",'
@@ -98,13 +105,34 @@ def test_primary_trigger_is_in_flight_per_pod_without_the_scrape_itself(stack: I
     }
 
 
-def test_queue_time_is_a_mean_in_ms_against_a_fixed_target(stack: Inventory) -> None:
-    trigger = triggers(stack)["queue-time"]
-    assert trigger["metricType"] == "Value"  # a mean latency is not divided by the pod count
-    assert trigger["metadata"]["threshold"] == "25"
+def test_request_rate_counts_inference_requests_only(stack: Inventory) -> None:
+    trigger = triggers(stack)["request-rate"]
+    assert trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"]["threshold"] == str(TARGETS[stack.run.stack][2])
     query = trigger["metadata"]["query"]
-    assert query.startswith("1000 * sum(rate(inference_queue_duration_seconds_sum{")
-    assert "/ sum(rate(inference_queue_duration_seconds_count{" in query
+    assert query.startswith("sum(rate(inference_http_requests_total{")
+    # Probes and the scrape are not load.
+    for route in (contract.PATHS.METRICS, contract.PATHS.LIVE, contract.PATHS.READY):
+        assert route in query.split('route!~"', 1)[1]
+    # prometheus_client exposes the counter under that name.
+    exposed = ServiceMetrics()
+    exposed.requests.labels("/predict", "POST", "200").inc()
+    assert any(
+        s.name == "inference_http_requests_total"
+        for m in exposed.registry.collect()
+        for s in m.samples
+    )
+
+
+def test_queue_time_is_a_p99_in_ms_against_half_the_slo(stack: Inventory) -> None:
+    trigger = triggers(stack)["queue-time"]
+    slo, _, _, queue_ms = TARGETS[stack.run.stack]
+    assert trigger["metricType"] == "Value"  # a latency is not divided by the pod count
+    assert trigger["metadata"]["threshold"] == str(queue_ms)
+    assert queue_ms * 2 == slo
+    query = trigger["metadata"]["query"]
+    assert query.startswith("1000 * histogram_quantile(0.99, sum by (le) (rate(")
+    assert "inference_queue_duration_seconds_bucket{" in query
     assert "inference_queue_duration_seconds" in {
         m.name for m in ServiceMetrics().registry.collect()
     }
@@ -112,7 +140,7 @@ def test_queue_time_is_a_mean_in_ms_against_a_fixed_target(stack: Inventory) -> 
 
 def test_cpu_is_a_floor_not_the_signal(stack: Inventory) -> None:
     names = list(triggers(stack))
-    assert names[:3] == ["in-flight", "queue-time", "cpu-floor"]
+    assert names[:4] == ["in-flight", "request-rate", "queue-time", "cpu-floor"]
     assert triggers(stack)["cpu-floor"] == {
         "type": "cpu",
         "name": "cpu-floor",
@@ -125,7 +153,7 @@ def test_scaler_auth_is_pod_identity_and_never_auth_modes(stack: Inventory) -> N
     auth = stack.one("kubernetes:keda.sh/v1alpha1:TriggerAuthentication")
     assert auth["metadata"]["name"] == TRIGGER_AUTH_NAME
     assert auth["spec"] == {"podIdentity": {"provider": "aws"}}
-    for name in ("in-flight", "queue-time"):
+    for name in ("in-flight", "request-rate", "queue-time"):
         trigger = triggers(stack)[name]
         assert trigger["authenticationRef"] == {"name": TRIGGER_AUTH_NAME}
         # KEDA signs with SigV4 only when no authModes is set, and refuses authModes + identity.

@@ -286,8 +286,9 @@ def test_scaled_object_bounds_and_targets_come_from_the_args(
         "name": only(gpu_stack, DEPLOYMENT)["metadata"]["name"],
     }
     by_name = {t["name"]: t for t in spec["triggers"]}
-    assert list(by_name) == ["in-flight", "queue-time", "cpu-floor"]
-    assert by_name["in-flight"]["metadata"]["threshold"] == "8"
+    assert list(by_name) == ["in-flight", "request-rate", "queue-time", "cpu-floor"]
+    assert by_name["in-flight"]["metadata"]["threshold"] == "28"
+    assert by_name["request-rate"]["metadata"]["threshold"] == "639"
     assert by_name["in-flight"]["metadata"]["serverAddress"] == QUERY_URL
     assert by_name["cpu-floor"]["metadata"] == {"value": "65"}
     hpa = spec["advanced"]["horizontalPodAutoscalerConfig"]
