@@ -1,4 +1,4 @@
-"""A GPU workload must scale on its load, not on CPU alone.
+"""Scaling guardrails: a GPU workload scales on its load; one provisioner per node pool.
 
 A GPU-bound pod can be saturated (requests queueing, p99 rising) while its CPU sits low, so an
 autoscaler that only sees CPU (or memory) never adds the pod that is needed. This stack policy
@@ -100,4 +100,39 @@ gpu_workload_scales_on_load = StackValidationPolicy(
     validate=_gpu_scaling_signal,
 )
 
-POLICIES = [gpu_workload_scales_on_load]
+NODE_POOL_TYPE = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_GROUP_TYPE = "aws:eks/nodeGroup:NodeGroup"
+
+
+def _one_provisioner_per_pool(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A Karpenter NodePool and a managed node group must not offer the same nodes.
+
+    When a managed node group carries every label of a NodePool's node template, a pending pod
+    that selects those labels can be served by either: cluster-autoscaler grows the group while
+    Karpenter launches its own node, and each scales the other's nodes down.
+    """
+    groups = [
+        (r, get(r.props, "labels")) for r in args.resources if r.resource_type == NODE_GROUP_TYPE
+    ]
+    for pool in (r for r in args.resources if r.resource_type == NODE_POOL_TYPE):
+        labels = get(pool.props, "spec", "template", "metadata", "labels") or {}
+        if not labels:
+            continue
+        for group, group_labels in groups:
+            if group_labels and all(group_labels.get(k) == v for k, v in labels.items()):
+                report(
+                    f"NodePool {get(pool.props, 'metadata', 'name')} and node group {group.name} "
+                    f"both provide nodes labelled {dict(labels)}: one pool, one provisioner "
+                    "(nodeProvisioner karpenter has no managed GPU node group)",
+                    pool.urn,
+                )
+
+
+one_provisioner_per_node_pool = StackValidationPolicy(
+    name="one-provisioner-per-node-pool",
+    description="No node pool is provisioned by both Karpenter and cluster-autoscaler.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_one_provisioner_per_pool,
+)
+
+POLICIES = [gpu_workload_scales_on_load, one_provisioner_per_node_pool]

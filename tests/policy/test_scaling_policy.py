@@ -110,3 +110,27 @@ def test_a_cpu_workload_may_scale_on_cpu(pack: Any) -> None:
                 for part in ("limits", "requests"):
                     container["resources"].get(part, {}).pop("nvidia.com/gpu", None)
     assert _scaling_findings(pack, inventory) == []
+
+
+def test_a_node_pool_next_to_a_managed_gpu_group_is_refused(pack: Any) -> None:
+    """Karpenter's GPU NodePool next to a cluster-autoscaler GPU group: two provisioners."""
+    from tests.infra.test_karpenter import _karpenter
+
+    karpenter = _karpenter("staging")
+    inventory = [
+        {"type": r.type, "name": r.name, "urn": r.urn, "inputs": dict(r.inputs)}
+        for r in karpenter.registrations
+        if r.custom and not r.read
+    ]
+    assert [f for f in analyze(pack, "staging", inventory) if f.mandatory] == []
+    (gpu_group,) = [
+        r for r in collect("staging") if r["type"] == "aws:eks/nodeGroup:NodeGroup"
+        and "gpu" in r["name"]
+    ][:1]  # fmt: skip
+    findings = [
+        f for f in analyze(pack, "staging", [*inventory, gpu_group])
+        if f.policy == "one-provisioner-per-node-pool"
+    ]  # fmt: skip
+    (finding,) = findings
+    assert finding.mandatory
+    assert finding.resource_type == "kubernetes:karpenter.sh/v1:NodePool"
