@@ -19,6 +19,7 @@ fails if they drift apart.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 from collections.abc import Sequence
@@ -50,7 +51,7 @@ def inflight_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> flo
             f"{points[0].concurrency:g} ({points[0].p99_ms} ms): no number of pods meets it "
             f"(source: {curve.source})"
         )
-    for low, high in zip(points, points[1:], strict=False):
+    for low, high in itertools.pairwise(points):
         if slo_p99_ms <= high.p99_ms:
             if high.p99_ms == low.p99_ms:
                 return high.concurrency
@@ -68,6 +69,8 @@ def keda_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> int:
 class StackScaling:
     """How one stack scales: what ``make simulate`` favours for its traffic and constraints."""
 
+    #: The simulation's name for the policy (keda-inflight, keda-zero, cpu-hpa, static).
+    policy: str
     #: p99 latency SLO in ms; the in-flight target is derived from it.
     slo_p99_ms: float
     min_replicas: int

@@ -19,6 +19,7 @@ Two rows of that table are used:
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,7 @@ class ServiceCurve:
         """
         xs = [0.0, *(p.throughput_rps for p in self.points)]
         ys = [0.0, *(p.concurrency for p in self.points)]
-        if any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(xs)):
             # A measured dip in throughput: keep the rising envelope so the inverse exists.
             xs, ys = _rising(xs, ys)
         return _interp(min(rate_rps, xs[-1]), xs, ys)

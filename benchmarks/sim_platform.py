@@ -116,9 +116,9 @@ class InstancePrice:
 #: On-demand: the AWS price list (https://aws.amazon.com/ec2/pricing/on-demand/, Linux,
 #: us-east-1, read 2026-06); g5.xlarge's $1.006/h is also quoted, for 2026-06-17, by
 #: https://www.factualminds.com/blog/amazon-ec2-on-demand-pricing-instance-families-2026/;
-#: g6.xlarge and g6e.xlarge were not cross-checked in a second source. Spot: a snapshot, not a constant; Spot prices
-#: move with supply (https://aws.amazon.com/ec2/spot/pricing/). The figures below assume 60 %
-#: off on-demand, a typical level for these types; check yours with
+#: g6.xlarge and g6e.xlarge were not cross-checked in a second source. Spot: a snapshot, not a
+#: constant; Spot prices move with supply (https://aws.amazon.com/ec2/spot/pricing/). The
+#: figures below assume 60 % off on-demand, a typical level for these types; check yours with
 #: ``aws ec2 describe-spot-price-history --instance-types g5.xlarge``. The simulation's choice
 #: between policies does not depend on the level: every policy pays the same price per hour.
 PRICES: Final[dict[str, InstancePrice]] = {

@@ -29,8 +29,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from benchmarks import sim_platform as plat
 from benchmarks import scaling_targets as st
+from benchmarks import sim_platform as plat
 from benchmarks.service_curve import ServiceCurve
 from benchmarks.sim_traces import Trace
 
@@ -183,7 +183,7 @@ def _survival(x: float, p50: float, p99: float) -> float:
         return 1.0 - 0.5 * (x - 0.5 * p50) / (0.5 * p50)
     if p99 <= p50:
         return 0.0
-    return 0.5 * 0.02 ** ((x - p50) / (p99 - p50))
+    return 0.5 * math.pow(0.02, (x - p50) / (p99 - p50))
 
 
 class _Latencies:
@@ -239,6 +239,7 @@ class Simulation:
         self.pods: list[_Pod] = []
         self.queue: deque[list[float]] = deque()  # [arrival second, count, cold 0/1]
         self.lat = _Latencies()
+        self._steady_cache: dict[tuple[int, int], tuple[float, float, float, float]] = {}
         self.node_seconds = 0.0
         self.cpu_window: deque[float] = deque(maxlen=plat.METRICS_SERVER_RESOLUTION_S)
         self.recent_arrivals: deque[int] = deque(maxlen=plat.SCRAPE_INTERVAL_S)
@@ -283,10 +284,9 @@ class Simulation:
 
     # --- data plane ------------------------------------------------------------------------
 
-    def _serve(self, t: int, arrived: int) -> tuple[float, float]:
-        """Serve one second; returns (requests in flight, CPU cores used) at its end."""
+    def _serve(self, t: int, arrived: int, ready: int) -> tuple[float, float]:
+        """Serve one second with ``ready`` pods; returns (requests in flight, CPU cores)."""
         self._time_out(t)
-        ready = sum(1 for p in self.pods if p.ready)
         if ready and self.cold_since is not None:
             self.first_wait = max(self.first_wait, t - self.cold_since)
             self.cold_since = None
@@ -298,11 +298,10 @@ class Simulation:
             return sum(item[1] for item in self.queue), 0.0
         capacity = ready * self.curve.max_throughput_rps
         if not self.queue and arrived < capacity:
-            c = self.curve.concurrency_for_rate(arrived / ready)
-            p50, p99 = self.curve.latency_ms(c)
+            c, p50, p99, cpu = self._steady(arrived, ready)
             if arrived:
                 self.lat.add(p50, p99, arrived)
-            return ready * c, ready * self.curve.cpu_cores(arrived / ready, c)
+            return ready * c, ready * cpu
         if arrived:
             self.queue.append([float(t), float(arrived), 0.0])
         budget = capacity
@@ -321,6 +320,18 @@ class Simulation:
         backlog = sum(item[1] for item in self.queue)
         cpu = ready * self.curve.cpu_cores(served / ready, c_max)
         return ready * c_max + backlog, cpu
+
+    def _steady(self, arrived: int, ready: int) -> tuple[float, float, float, float]:
+        """(concurrency, p50, p99, CPU cores) per pod below saturation; memoised (hot path)."""
+        key = (arrived, ready)
+        hit = self._steady_cache.get(key)
+        if hit is None:
+            per_pod = arrived / ready
+            c = self.curve.concurrency_for_rate(per_pod)
+            p50, p99 = self.curve.latency_ms(c)
+            hit = (c, p50, p99, self.curve.cpu_cores(per_pod, c))
+            self._steady_cache[key] = hit
+        return hit
 
     def _time_out(self, t: int) -> None:
         """Requests queued longer than the client timeout are given up (slow, and failed)."""
@@ -407,11 +418,13 @@ class Simulation:
 
     def _provision(self, t: int) -> None:
         plf = self.platform
-        launching = sum(1 for n in self.nodes if n.ready_at > t)
+        if plf.provisioner == "cluster-autoscaler" and t % plat.CA_SCAN_INTERVAL_S:
+            return
         unbound = sum(1 for p in self.pods if p.node is None)
+        launching = sum(1 for n in self.nodes if n.ready_at > t) if unbound else 0
         wanted = min(unbound - launching, plf.max_nodes - len(self.nodes))
         if plf.provisioner == "cluster-autoscaler":
-            if t % plat.CA_SCAN_INTERVAL_S or wanted <= 0:
+            if wanted <= 0:
                 return
         else:
             if wanted <= 0:
@@ -454,12 +467,12 @@ class Simulation:
             self._reconcile(t)
             self._provision(t)
             self._schedule(t)
-            inflight, cpu = self._serve(t, arrived)
+            ready = sum(1 for p in self.pods if p.ready)
+            inflight, cpu = self._serve(t, arrived, ready)
             self._observe(t, arrived, inflight, cpu)
             self._remove_nodes(t)
-            self.peak = max(self.peak, sum(1 for p in self.pods if p.ready))
+            self.peak = max(self.peak, ready)
             if t % TIMELINE_STEP_S == 0:
-                ready = sum(1 for p in self.pods if p.ready)
                 timeline.append((t, rates[t], ready, len(self.nodes)))
         end = len(self.arrivals)
         self.node_seconds += sum(end - n.launched_at for n in self.nodes)
@@ -491,6 +504,19 @@ def simulate(
     seed: int = 1,
 ) -> Result:
     """Run ``policy`` on ``platform`` against ``trace`` (arrivals drawn with ``seed``)."""
-    rates = trace.rates()
-    arrivals = poisson_arrivals(rates, seed)
+    rates, arrivals = _draw(trace, seed)
     return Simulation(curve, policy, platform, arrivals, slo_p99_ms).run(trace.name, rates)
+
+
+_DRAWS: dict[tuple[int, int], tuple[Trace, list[float], list[int]]] = {}
+
+
+def _draw(trace: Trace, seed: int) -> tuple[list[float], list[int]]:
+    """The trace's rates and arrivals, drawn once per (trace, seed) and shared by candidates."""
+    key = (id(trace), seed)
+    cached = _DRAWS.get(key)
+    if cached is None or cached[0] is not trace:
+        rates = trace.rates()
+        cached = (trace, rates, poisson_arrivals(rates, seed))
+        _DRAWS[key] = cached
+    return cached[1], cached[2]
