@@ -24,7 +24,7 @@ from typing import Final
 
 from benchmarks import sim_platform as plat
 from benchmarks import simulation as sim
-from benchmarks.scaling_targets import StackScaling, keda_target
+from benchmarks.scaling_targets import StackScaling, keda_target, rate_target
 from benchmarks.service_curve import ServiceCurve
 from benchmarks.sim_traces import Trace, burst, diurnal, quiet_night
 
@@ -32,7 +32,14 @@ from benchmarks.sim_traces import Trace, burst, diurnal, quiet_night
 SLO_SHARE: Final = 0.01
 COST_TIE: Final = 0.02
 #: Preference order for ties.
-POLICY_ORDER: Final = ("keda-inflight", "keda-zero", "cpu-hpa", "cpu-hpa-2cpu", "static")
+POLICY_ORDER: Final = (
+    "keda-inflight-rate",
+    "keda-inflight",
+    "keda-zero",
+    "cpu-hpa",
+    "cpu-hpa-2cpu",
+    "static",
+)
 
 
 @dataclass(frozen=True)
@@ -85,16 +92,35 @@ def profiles() -> dict[str, StackProfile]:
 def candidates(profile: StackProfile, curve: ServiceCurve) -> list[sim.Policy]:
     """The policies compared for a stack: no scaling, CPU (two requests), in-flight, to zero."""
     lo, hi = profile.min_replicas, profile.max_replicas
-    target = keda_target(profile.slo_p99_ms, curve)
+    return policy_set(profile.slo_p99_ms, lo, hi, curve, profile.cold_start_budget_s is not None)
+
+
+def policy_set(
+    slo_p99_ms: float, lo: int, hi: int, curve: ServiceCurve, with_zero: bool = True
+) -> list[sim.Policy]:
+    """No scaling, CPU (two requests), in-flight, in-flight + rate, and (optionally) to zero."""
+    target = keda_target(slo_p99_ms, curve)
+    rate = rate_target(slo_p99_ms, curve)
     policies = [
         sim.Policy("static", "none", lo, hi),
         sim.Policy("cpu-hpa", "cpu", lo, hi, cpu_request_cores=0.5),
         sim.Policy("cpu-hpa-2cpu", "cpu", lo, hi, cpu_request_cores=2.0),
         sim.Policy("keda-inflight", "inflight", lo, hi, inflight_target=target),
+        sim.Policy(
+            "keda-inflight-rate", "inflight+rate", lo, hi, inflight_target=target, rate_target=rate
+        ),
     ]
-    if profile.cold_start_budget_s is not None:
+    if with_zero:
         policies.append(
-            sim.Policy("keda-zero", "inflight", 0, hi, scale_to_zero=True, inflight_target=target)
+            sim.Policy(
+                "keda-zero",
+                "inflight+rate",
+                0,
+                hi,
+                scale_to_zero=True,
+                inflight_target=target,
+                rate_target=rate,
+            )
         )
     return policies
 

@@ -8,7 +8,8 @@ table) measured one pod's p99 latency at concurrency 1, 8 and 64. The target for
 concurrency at which that p99 crosses the stack's latency SLO, interpolated linearly between the
 measured points (:func:`inflight_target`). An autoscaler that keeps the average in-flight
 requests per pod at or under it keeps each pod's p99 within the SLO. The figure to hand to KEDA
-is :func:`keda_target`: the target rounded down to a whole request.
+is :func:`keda_target`: the target rounded down to a whole request; :func:`rate_target` is the
+request rate per pod at that concurrency, the second trigger that keeps the HPA from flapping.
 
 **The defaults per stack** (:data:`RECOMMENDED`) are the ones the scaling simulation
 (``benchmarks/simulation.py``, ``make simulate``) favours for each stack's traffic and
@@ -31,6 +32,9 @@ from benchmarks.service_curve import ServiceCurve, load_curve
 Provisioner = Literal["cluster-autoscaler", "karpenter"]
 #: Name of the service's gauge the target applies to (service/metrics.py).
 INFLIGHT_METRIC: Final = "inference_http_requests_in_flight"
+#: The counter whose per-pod rate is the second trigger (service/metrics.py; Prometheus adds
+#: ``_total`` to a counter's name).
+RATE_METRIC: Final = "inference_http_requests_total"
 
 
 def inflight_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> float:
@@ -63,6 +67,19 @@ def inflight_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> flo
 def keda_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> int:
     """The ScaledObject's per-pod target: :func:`inflight_target` rounded down, at least 1."""
     return max(1, math.floor(inflight_target(slo_p99_ms, curve)))
+
+
+def rate_target(slo_p99_ms: float, curve: ServiceCurve | None = None) -> int:
+    """Answered requests per second per pod at the in-flight target: the second trigger.
+
+    A batching server's in-flight count is far from proportional to its load (the benchmark:
+    concurrency 8 at 567 req/s, 64 at 769 req/s), so an HPA acting on in-flight alone
+    over-reacts in both directions and flaps between n and n+1 pods. The request rate is
+    proportional to the load; as a second trigger (the HPA takes the larger recommendation) it
+    holds the replica count while in-flight still reacts first to saturation.
+    """
+    curve = curve or load_curve()
+    return math.floor(curve.throughput(keda_target(slo_p99_ms, curve)))
 
 
 @dataclass(frozen=True)
@@ -101,8 +118,53 @@ KEDA_ACTIVATION_THRESHOLD: Final = 0
 #: The second trigger: the batch queue's p99 wait may use this share of the SLO before scaling.
 QUEUE_TIME_SHARE_OF_SLO: Final = 0.5
 
-#: Filled from the simulation's choice (see the module docstring); keys are the environments.
-RECOMMENDED: Final[dict[str, StackScaling]] = {}
+_BURST_REASON = "cheapest meeting the SLO, burst within {:.0%} slow requests"
+_ZERO_REASON = "cheapest meeting the SLO, start from zero within 600 s"
+
+#: What the simulation favours per environment (``make simulate`` fails if these drift from
+#: its choice). Node scale-down: Karpenter ``consolidateAfter`` in seconds.
+RECOMMENDED: Final[dict[str, StackScaling]] = {
+    "prod": StackScaling(
+        policy="keda-inflight-rate",
+        slo_p99_ms=100.0,
+        min_replicas=2,
+        max_replicas=6,
+        scale_to_zero=False,
+        provisioner="karpenter",
+        node_scale_down_after_s=300,
+        reason=_BURST_REASON.format(0.03),
+    ),
+    "staging": StackScaling(
+        policy="keda-inflight-rate",
+        slo_p99_ms=100.0,
+        min_replicas=1,
+        max_replicas=3,
+        scale_to_zero=False,
+        provisioner="karpenter",
+        node_scale_down_after_s=300,
+        reason=_BURST_REASON.format(0.05),
+    ),
+    "dev": StackScaling(
+        policy="keda-zero",
+        slo_p99_ms=250.0,
+        min_replicas=0,
+        max_replicas=2,
+        scale_to_zero=True,
+        provisioner="karpenter",
+        node_scale_down_after_s=300,
+        reason=_ZERO_REASON,
+    ),
+    "pr": StackScaling(
+        policy="keda-zero",
+        slo_p99_ms=250.0,
+        min_replicas=0,
+        max_replicas=1,
+        scale_to_zero=True,
+        provisioner="karpenter",
+        node_scale_down_after_s=300,
+        reason=_ZERO_REASON,
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"p99 SLO {args.slo_ms:g} ms -> {target:.1f} in-flight requests per pod")
     print(f"KEDA target ({INFLIGHT_METRIC} per pod): {keda_target(args.slo_ms, curve)}")
+    print(f"second trigger (rate of {RATE_METRIC} per pod): {rate_target(args.slo_ms, curve)}")
     print(f"source: {curve.source}")
     return 0
 

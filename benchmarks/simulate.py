@@ -14,6 +14,7 @@ cluster-autoscaler and with Karpenter; then applies the choice rule of
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,19 +39,13 @@ COMPARE_MIN: Final = 1
 COMPARE_MAX: Final = 6
 TABLE_SLOS: Final = (25.0, 50.0, 100.0, 150.0, 200.0, 250.0)
 PRICE_TYPE: Final = "g5.xlarge"
+#: Per stack: its profile, the candidate the rule chose, and every candidate's outcome.
+Chosen = dict[str, tuple[choice.StackProfile, choice.Outcome, list[choice.Outcome]]]
 
 
 def comparison_policies(curve: ServiceCurve) -> list[sim.Policy]:
-    """The five policies of the comparison, with the comparison's bounds and SLO."""
-    target = keda_target(COMPARE_SLO_MS, curve)
-    lo, hi = COMPARE_MIN, COMPARE_MAX
-    return [
-        sim.Policy("static", "none", lo, hi),
-        sim.Policy("cpu-hpa", "cpu", lo, hi, cpu_request_cores=0.5),
-        sim.Policy("cpu-hpa-2cpu", "cpu", lo, hi, cpu_request_cores=2.0),
-        sim.Policy("keda-inflight", "inflight", lo, hi, inflight_target=target),
-        sim.Policy("keda-zero", "inflight", 0, hi, scale_to_zero=True, inflight_target=target),
-    ]
+    """The policies of the comparison, with the comparison's bounds and SLO."""
+    return choice.policy_set(COMPARE_SLO_MS, COMPARE_MIN, COMPARE_MAX, curve)
 
 
 def run_comparison(curve: ServiceCurve, seed: int) -> list[sim.Result]:
@@ -105,14 +100,14 @@ def comparison_table(results: Sequence[sim.Result]) -> str:
     return "\n".join(lines)
 
 
-def stacks_table(chosen: dict[str, tuple[choice.StackProfile, choice.Outcome]]) -> str:
+def stacks_table(chosen: Chosen) -> str:
     """The per-stack choice with the figures it rests on."""
     lines = [
         "| stack | SLO p99 | in-flight target | min-max replicas | policy | scale to zero | "
         "provisioner | everyday: slower than SLO | burst: slower than SLO | cost $ |",
         "|---|---:|---:|---|---|---|---|---:|---:|---:|",
     ]
-    for name, (profile, outcome) in chosen.items():
+    for name, (profile, outcome, _) in chosen.items():
         every, spike = outcome.everyday, outcome.burst
         burst_text = f"{spike.violation_share:.2%}" if spike else "-"
         every_text = f"{every.warm_violation_share():.2%}"
@@ -166,11 +161,12 @@ def _pick(results: Sequence[sim.Result], trace: str, provisioner: str, policy: s
 def plot(results: Sequence[sim.Result], curve: ServiceCurve) -> str:
     """Burst: offered load vs ready capacity; quiet night: GPU nodes, always-on vs to zero."""
     per_pod = curve.throughput(keda_target(COMPARE_SLO_MS, curve))
-    first = _pick(results, "burst", "karpenter", "keda-inflight")
+    first = _pick(results, "burst", "karpenter", "keda-inflight-rate")
     burst_series = [Series("offered req/s", [(t / 60, rate) for t, rate, _, _ in first.timeline])]
     for provisioner, policy in (
+        ("karpenter", "keda-inflight-rate"),
+        ("cluster-autoscaler", "keda-inflight-rate"),
         ("karpenter", "keda-inflight"),
-        ("cluster-autoscaler", "keda-inflight"),
         ("karpenter", "cpu-hpa"),
         ("karpenter", "cpu-hpa-2cpu"),
     ):
@@ -184,7 +180,7 @@ def plot(results: Sequence[sim.Result], curve: ServiceCurve) -> str:
         )
     night_series = []
     for provisioner, policy in (
-        ("karpenter", "keda-inflight"),
+        ("karpenter", "keda-inflight-rate"),
         ("karpenter", "keda-zero"),
         ("cluster-autoscaler", "keda-zero"),
     ):
@@ -209,20 +205,35 @@ def plot(results: Sequence[sim.Result], curve: ServiceCurve) -> str:
     )
 
 
-def stack_choices(
-    curve: ServiceCurve, seed: int
-) -> dict[str, tuple[choice.StackProfile, choice.Outcome]]:
-    """The choice rule applied to every stack's profile."""
+def stack_choices(curve: ServiceCurve, seed: int) -> Chosen:
+    """The choice rule applied to every stack's profile, with every candidate's outcome."""
     out = {}
     for name, profile in choice.profiles().items():
-        out[name] = (profile, choice.choose(profile, choice.evaluate(profile, curve, seed)))
+        outcomes = choice.evaluate(profile, curve, seed)
+        out[name] = (profile, choice.choose(profile, outcomes), outcomes)
     return out
 
 
-def drift(chosen: dict[str, tuple[choice.StackProfile, choice.Outcome]]) -> list[str]:
+def sensitivity(chosen: Chosen, budget: float = 0.10) -> str:
+    """How the choice moves if the burst budget is looser (the rule's one judgement call)."""
+    lines = []
+    for name, (profile, outcome, outcomes) in chosen.items():
+        if profile.burst is None:
+            continue
+        alt = choice.choose(dataclasses.replace(profile, burst_budget=budget), outcomes)
+        same = (alt.policy.name, alt.provisioner) == (outcome.policy.name, outcome.provisioner)
+        lines.append(
+            f"- {name}: with {budget:.0%} of the burst allowed slower than the SLO instead of "
+            f"{profile.burst_budget:.0%}, the rule picks {alt.policy.name} with {alt.provisioner}"
+            + (" (unchanged)." if same else f" (cost {alt.cost(profile):.2f} $).")
+        )
+    return "\n".join(lines)
+
+
+def drift(chosen: Chosen) -> list[str]:
     """Stacks whose RECOMMENDED defaults differ from the simulation's choice."""
     problems = []
-    for name, (profile, outcome) in chosen.items():
+    for name, (profile, outcome, _) in chosen.items():
         expected: StackScaling = choice.as_stack_scaling(profile, outcome)
         if RECOMMENDED.get(name) != expected:
             problems.append(
@@ -234,7 +245,7 @@ def drift(chosen: dict[str, tuple[choice.StackProfile, choice.Outcome]]) -> list
 def markdown(
     curve: ServiceCurve,
     results: Sequence[sim.Result],
-    chosen: dict[str, tuple[choice.StackProfile, choice.Outcome]],
+    chosen: Chosen,
     seed: int,
     traces: dict[str, Trace],
 ) -> str:
@@ -245,7 +256,7 @@ def markdown(
         traces=traces,
         targets=targets_table(curve),
         comparison=comparison_table(results),
-        stacks=stacks_table(chosen),
+        stacks=stacks_table(chosen) + "\n\n" + sensitivity(chosen),
         cold_start=cold_start_text(),
         prices=prices_table(),
         plot_name=PLOT.name,

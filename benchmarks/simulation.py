@@ -34,11 +34,13 @@ from benchmarks import sim_platform as plat
 from benchmarks.service_curve import ServiceCurve
 from benchmarks.sim_traces import Trace
 
-Signal = Literal["none", "cpu", "inflight"]
+Signal = Literal["none", "cpu", "inflight", "inflight+rate"]
 ProvisionerName = Literal["cluster-autoscaler", "karpenter"]
 PROVISIONERS: Final[tuple[ProvisionerName, ...]] = ("cluster-autoscaler", "karpenter")
 #: Sample the timeline (for the plot) every this many seconds.
 TIMELINE_STEP_S: Final = 60
+#: Window of the request-rate query (``rate(inference_http_requests_total[1m])``).
+RATE_WINDOW_S: Final = 60
 #: A client gives up on a request after this long (and it counts as an SLO violation): our
 #: choice, the same 30 s the service allows a slow request body (service/app.py BODY_TIMEOUT_S).
 CLIENT_TIMEOUT_S: Final = 30
@@ -55,6 +57,8 @@ class Policy:
     scale_to_zero: bool = False
     #: inflight: the per-pod target (requests in flight).
     inflight_target: float = 0.0
+    #: inflight+rate: the per-pod request-rate target (answered req/s), a second trigger.
+    rate_target: float = 0.0
     #: cpu: the container's CPU request (cores) and the target utilisation of it.
     cpu_request_cores: float = 0.5
     cpu_target_utilization: float = 0.7
@@ -67,11 +71,13 @@ class Policy:
             )
         if self.min_replicas == 0 and not self.scale_to_zero:
             raise ValueError(f"policy {self.name}: min_replicas 0 needs scale_to_zero")
-        if self.signal == "inflight" and self.inflight_target <= 0:
+        if self.signal.startswith("inflight") and self.inflight_target <= 0:
             raise ValueError(f"policy {self.name}: an in-flight policy needs a target > 0")
+        if self.signal == "inflight+rate" and self.rate_target <= 0:
+            raise ValueError(f"policy {self.name}: a request-rate trigger needs a target > 0")
 
     def target_per_pod(self) -> float:
-        """The signal's per-pod target (cores for CPU, requests for in-flight)."""
+        """The first signal's per-pod target (cores for CPU, requests for in-flight)."""
         if self.signal == "cpu":
             return self.cpu_request_cores * self.cpu_target_utilization
         return self.inflight_target
@@ -133,6 +139,8 @@ class Result:
     timed_out: float
     node_seconds: float
     peak_replicas: int
+    #: how many times the Deployment's replica count changed (flapping shows here)
+    replica_changes: int
     #: (t s, offered req/s, ready pods, nodes) every TIMELINE_STEP_S
     timeline: list[tuple[int, float, int, int]] = field(default_factory=list)
 
@@ -243,7 +251,9 @@ class Simulation:
         self.node_seconds = 0.0
         self.cpu_window: deque[float] = deque(maxlen=plat.METRICS_SERVER_RESOLUTION_S)
         self.recent_arrivals: deque[int] = deque(maxlen=plat.SCRAPE_INTERVAL_S)
+        self.served_window: deque[float] = deque(maxlen=RATE_WINDOW_S)
         self.inflight_sample = 0.0
+        self.rate_sample = 0.0
         self.active_sample = False
         self.cpu_sample = 0.0
         self.down_history: deque[tuple[int, int]] = deque()
@@ -278,14 +288,15 @@ class Simulation:
                 continue
             c = self.curve.concurrency_for_rate(per_pod)
             metric = self.curve.cpu_cores(per_pod, c) if pol.signal == "cpu" else c
-            if metric <= pol.target_per_pod():
+            rate_ok = pol.signal != "inflight+rate" or per_pod <= pol.rate_target
+            if metric <= pol.target_per_pod() and rate_ok:
                 return n
         return pol.max_replicas
 
     # --- data plane ------------------------------------------------------------------------
 
-    def _serve(self, t: int, arrived: int, ready: int) -> tuple[float, float]:
-        """Serve one second with ``ready`` pods; returns (requests in flight, CPU cores)."""
+    def _serve(self, t: int, arrived: int, ready: int) -> tuple[float, float, float]:
+        """Serve one second with ``ready`` pods: (requests in flight, CPU cores, answered)."""
         self._time_out(t)
         if ready and self.cold_since is not None:
             self.first_wait = max(self.first_wait, t - self.cold_since)
@@ -295,13 +306,13 @@ class Simulation:
                 self.queue.append([float(t), float(arrived), 1.0])
                 if self.cold_since is None:
                     self.cold_since = t
-            return sum(item[1] for item in self.queue), 0.0
+            return sum(item[1] for item in self.queue), 0.0, 0.0
         capacity = ready * self.curve.max_throughput_rps
         if not self.queue and arrived < capacity:
             c, p50, p99, cpu = self._steady(arrived, ready)
             if arrived:
                 self.lat.add(p50, p99, arrived)
-            return ready * c, ready * cpu
+            return ready * c, ready * cpu, float(arrived)
         if arrived:
             self.queue.append([float(t), float(arrived), 0.0])
         budget = capacity
@@ -319,7 +330,7 @@ class Simulation:
         served = capacity - budget
         backlog = sum(item[1] for item in self.queue)
         cpu = ready * self.curve.cpu_cores(served / ready, c_max)
-        return ready * c_max + backlog, cpu
+        return ready * c_max + backlog, cpu, served
 
     def _steady(self, arrived: int, ready: int) -> tuple[float, float, float, float]:
         """(concurrency, p50, p99, CPU cores) per pod below saturation; memoised (hot path)."""
@@ -343,11 +354,14 @@ class Simulation:
 
     # --- metrics ---------------------------------------------------------------------------
 
-    def _observe(self, t: int, arrived: int, inflight: float, cpu: float) -> None:
+    def _observe(self, t: int, arrived: int, flow: tuple[float, float, float]) -> None:
+        inflight, cpu, served = flow
         self.cpu_window.append(cpu)
         self.recent_arrivals.append(arrived)
+        self.served_window.append(served)
         if t % plat.SCRAPE_INTERVAL_S == 0:
             self.inflight_sample = inflight
+            self.rate_sample = sum(self.served_window) / len(self.served_window)
             self.active_sample = sum(self.recent_arrivals) > 0 or bool(self.queue)
         if t % plat.METRICS_SERVER_RESOLUTION_S == 0:
             self.cpu_sample = sum(self.cpu_window) / max(1, len(self.cpu_window))
@@ -358,10 +372,19 @@ class Simulation:
         pol, current = self.policy, self.replicas
         if pol.signal == "none" or current == 0:
             return
-        metric = self.cpu_sample if pol.signal == "cpu" else self.inflight_sample
-        target = pol.target_per_pod()
-        ratio = metric / (target * current)
-        raw = current if abs(ratio - 1) <= plat.HPA_TOLERANCE else math.ceil(metric / target)
+        if pol.signal == "cpu":
+            metrics = [(self.cpu_sample, pol.target_per_pod())]
+        else:
+            metrics = [(self.inflight_sample, pol.inflight_target)]
+            if pol.signal == "inflight+rate":
+                metrics.append((self.rate_sample, pol.rate_target))
+        # With several metrics the HPA takes the largest recommendation.
+        raw = max(
+            current
+            if abs(metric / (target * current) - 1) <= plat.HPA_TOLERANCE
+            else math.ceil(metric / target)
+            for metric, target in metrics
+        )
         raw = min(max(raw, max(1, pol.min_replicas)), pol.max_replicas)
         window = st.SCALE_DOWN_STABILIZATION_S
         self.down_history.append((t, raw))
@@ -460,16 +483,18 @@ class Simulation:
     def run(self, trace_name: str, rates: list[float]) -> Result:
         """Replay every second of the arrivals and return what it cost and how it served."""
         timeline: list[tuple[int, float, int, int]] = []
+        changes = 0
         for t, arrived in enumerate(self.arrivals):
+            before = self.replicas
             self._keda(t)
             if t % plat.HPA_SYNC_S == 0:
                 self._hpa(t)
+            changes += self.replicas != before
             self._reconcile(t)
             self._provision(t)
             self._schedule(t)
             ready = sum(1 for p in self.pods if p.ready)
-            inflight, cpu = self._serve(t, arrived, ready)
-            self._observe(t, arrived, inflight, cpu)
+            self._observe(t, arrived, self._serve(t, arrived, ready))
             self._remove_nodes(t)
             self.peak = max(self.peak, ready)
             if t % TIMELINE_STEP_S == 0:
@@ -491,6 +516,7 @@ class Simulation:
             timed_out=self.timed_out,
             node_seconds=self.node_seconds,
             peak_replicas=self.peak,
+            replica_changes=changes,
             timeline=timeline,
         )
 
