@@ -218,6 +218,23 @@ def sensitivity(chosen: Chosen, budget: float = 0.10) -> str:
     """How the choice moves if the burst budget is looser (the rule's one judgement call)."""
     lines = []
     for name, (profile, outcome, outcomes) in chosen.items():
+        ca = [o for o in outcomes if o.provisioner == "cluster-autoscaler"]
+        try:
+            best_ca = choice.choose(dataclasses.replace(profile, burst_budget=1.0), ca)
+            spike = best_ca.burst
+            lines.append(
+                f"- {name}, best with cluster-autoscaler: {best_ca.policy.name}, everyday "
+                f"{best_ca.everyday.warm_violation_share():.2%} slower than the SLO"
+                + (f", burst {spike.violation_share:.2%}" if spike else "")
+                + (
+                    f", first request after zero {best_ca.everyday.first_request_wait_s:.0f} s"
+                    if best_ca.everyday.cold_requests
+                    else ""
+                )
+                + f", cost {best_ca.cost(profile):.2f} $."
+            )
+        except ValueError as err:
+            lines.append(f"- {name}, best with cluster-autoscaler: none ({err}).")
         if profile.burst is None:
             continue
         alt = choice.choose(dataclasses.replace(profile, burst_budget=budget), outcomes)
