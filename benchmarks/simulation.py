@@ -534,6 +534,8 @@ def simulate(
     return Simulation(curve, policy, platform, arrivals, slo_p99_ms).run(trace.name, rates)
 
 
+#: A few recent draws, so the candidates of one stack share theirs (a day is 86,400 numbers).
+_DRAWS_KEPT: Final = 8
 _DRAWS: dict[tuple[int, int], tuple[Trace, list[float], list[int]]] = {}
 
 
@@ -544,5 +546,7 @@ def _draw(trace: Trace, seed: int) -> tuple[list[float], list[int]]:
     if cached is None or cached[0] is not trace:
         rates = trace.rates()
         cached = (trace, rates, poisson_arrivals(rates, seed))
+        while len(_DRAWS) >= _DRAWS_KEPT:
+            del _DRAWS[next(iter(_DRAWS))]  # the oldest draw
         _DRAWS[key] = cached
     return cached[1], cached[2]
