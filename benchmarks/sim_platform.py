@@ -113,12 +113,13 @@ class InstancePrice:
         return self.on_demand_usd_h if capacity == "on-demand" else self.spot_usd_h
 
 
-#: On-demand: the AWS price list (https://aws.amazon.com/ec2/pricing/on-demand/, Linux,
-#: us-east-1, read 2026-06); g5.xlarge's $1.006/h is also quoted, for 2026-06-17, by
+#: On-demand, Linux, us-east-1: g5.xlarge's $1.006/h is quoted for 2026-06-17 by
 #: https://www.factualminds.com/blog/amazon-ec2-on-demand-pricing-instance-families-2026/;
-#: g6.xlarge and g6e.xlarge were not cross-checked in a second source. Spot: a snapshot, not a
-#: constant; Spot prices move with supply (https://aws.amazon.com/ec2/spot/pricing/). The
-#: figures below assume 60 % off on-demand, a typical level for these types; check yours with
+#: g6.xlarge and g6e.xlarge are AWS's list prices (https://aws.amazon.com/ec2/pricing/on-demand/)
+#: as we know them, not confirmed by a stored source here: check before relying on them.
+#: Spot: a snapshot, not a constant; Spot prices move with supply
+#: (https://aws.amazon.com/ec2/spot/pricing/). The figures below assume 60 % off on-demand, a
+#: typical level for these types; check yours with
 #: ``aws ec2 describe-spot-price-history --instance-types g5.xlarge``. The simulation's choice
 #: between policies does not depend on the level: every policy pays the same price per hour.
 PRICES: Final[dict[str, InstancePrice]] = {
@@ -129,6 +130,6 @@ PRICES: Final[dict[str, InstancePrice]] = {
         InstancePrice("g6e.xlarge", "L40S 48 GB", 1.861, 0.744),
     )
 }
-PRICES_AS_OF: Final = "2026-06"
+PRICES_AS_OF: Final = "2026-06"  # the g5.xlarge quote's date
 #: EC2 Linux bills per second with a 60 s minimum per instance launch (same source).
 BILLING_MINIMUM_S: Final = 60
