@@ -12,7 +12,7 @@ STACK ?= dev
 # Pins for everything pip installs, transitive dependencies included.
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench bench-container image run-pod plan-diff policy clean
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench bench-container simulate image run-pod plan-diff policy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -64,6 +64,9 @@ bench: $(VENV)/.installed ## the service benchmarks; writes benchmarks/results.m
 
 bench-container: $(VENV)/.installed ## image size, cold start, rebuild time, container vs native throughput
 	$(PY) -m benchmarks.container
+
+simulate: venv ## scaling simulation: policy table, plot and per-stack defaults into benchmarks/ (~1 min)
+	$(PY) -m benchmarks.simulate
 
 VARIANT ?= cpu
 image: $(VENV)/.installed ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
