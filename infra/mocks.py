@@ -31,6 +31,20 @@ _FAKE_CA_PEM: Final = (
 )
 
 
+#: Endpoint types EC2 offers per AWS service, for the services the program looks up. S3 has both
+#: (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html); the others are
+#: interface-only (https://docs.aws.amazon.com/vpc/latest/privatelink/aws-services-privatelink-support.html).
+_ENDPOINT_SERVICE_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "s3": ("Gateway", "Interface"),
+    "dynamodb": ("Gateway", "Interface"),
+    "ecr.api": ("Interface",),
+    "ecr.dkr": ("Interface",),
+    "sts": ("Interface",),
+    "secretsmanager": ("Interface",),
+    "logs": ("Interface",),
+}
+
+
 def _hex(*parts: object, length: int = 17) -> str:
     text = "\0".join(str(p) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
@@ -201,6 +215,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "cidrBlock": "10.0.0.0/16",
                 "state": "available",
             }
+        elif function == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            answers = self._endpoint_service(str(a.get("service")), str(a.get("serviceType")))
         elif function == "aws:ssm/getParameter:getParameter":
             answers = {
                 "name": a["name"],
@@ -212,6 +228,31 @@ class ProgramMocks(pulumi.runtime.Mocks):
         else:
             raise NotImplementedError(f"ProgramMocks has no answer for function {function}")
         return answers, []
+
+    def _endpoint_service(self, service: str, service_type: str) -> dict[str, Any]:
+        """What ``DescribeVpcEndpointServices`` finds for an AWS service of one endpoint type.
+
+        Like EC2, an unknown service or a type it is not offered as (STS has no gateway) finds
+        nothing, which the data source reports as an error. The name is the commercial and
+        GovCloud form; the program never builds it itself, so a region whose names differ
+        (China) needs no second copy of EC2's catalogue here.
+        """
+        types = _ENDPOINT_SERVICE_TYPES.get(service, ())
+        if service_type not in types:
+            raise ValueError(
+                f"no matching VPC endpoint service for {service!r} of type {service_type!r} "
+                f"in {self.region}"
+            )
+        name = f"com.amazonaws.{self.region}.{service}"
+        return {
+            "service": service,
+            "serviceName": name,
+            "serviceType": service_type,
+            "serviceId": f"vpce-svc-{_hex(name)}",
+            "privateDnsName": f"{service}.{self.region}.amazonaws.com",
+            "acceptanceRequired": False,
+            "id": name,
+        }
 
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -262,6 +303,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             "aws:ec2/routeTableAssociation:RouteTableAssociation": ("rtbassoc", None),
             "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("sg", "security-group"),
             "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
+            "aws:ec2/securityGroup:SecurityGroup": ("sg", "security-group"),
+            "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
         }
         if typ in prefixes:
             prefix, kind = prefixes[typ]
