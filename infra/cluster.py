@@ -15,6 +15,7 @@ from infra.iam import (
     AccountContext,
     account_root_statement,
     document,
+    eks_access_policy_arn,
     logs_service_statement,
     managed_policy_arn,
     managed_policy_output,
@@ -48,7 +49,8 @@ NODE_MANAGED_POLICIES: Final = (
 )
 #: What the cluster role needs on the secrets key for envelope encryption.
 CLUSTER_KMS_ACTIONS: Final = ("kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey")
-CLUSTER_ADMIN_POLICY: Final = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+#: EKS access policy of the admin entries; its ARN carries the partition (eks_access_policy_arn).
+CLUSTER_ADMIN_POLICY: Final = "AmazonEKSClusterAdminPolicy"
 
 
 def _first_asg_name(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
@@ -403,7 +405,7 @@ class Cluster(pulumi.ComponentResource):
             return document(
                 [
                     account_root_statement(partition, account),
-                    logs_service_statement("CloudWatchLogsOfThisCluster", region, groups),
+                    logs_service_statement("CloudWatchLogsOfThisCluster", region, account, groups),
                 ]
             )
 
@@ -431,7 +433,9 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-{label}-admin",
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
-                policy_arn=CLUSTER_ADMIN_POLICY,
+                policy_arn=self._ctx.partition.apply(
+                    lambda p: eks_access_policy_arn(p, CLUSTER_ADMIN_POLICY)
+                ),
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=pulumi.ResourceOptions(parent=self),
             )

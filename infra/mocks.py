@@ -144,6 +144,19 @@ class ProgramMocks(pulumi.runtime.Mocks):
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secret_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @property
+    def partition(self) -> str:
+        """The partition of the region: every ARN the mocks answer carries it, as AWS's do.
+
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html (aws, aws-cn,
+        aws-us-gov).
+        """
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        return "aws"
+
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         function, a = args.token, args.args
@@ -152,7 +165,9 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if function == "aws:index/getCallerIdentity:getCallerIdentity":
             answers = {
                 "accountId": acct,
-                "arn": f"arn:aws:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session",
+                "arn": (
+                    f"arn:{self.partition}:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session"
+                ),
                 "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
                 "id": acct,
             }
@@ -161,7 +176,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             role = arn.split("/")[1] if ":assumed-role/" in arn else DEPLOYER_ROLE
             answers = {
                 "arn": arn,
-                "issuerArn": f"arn:aws:iam::{acct}:role/{role}",
+                "issuerArn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "issuerId": f"AROA{_hex(role).upper()}",
                 "issuerName": role,
                 "sessionName": "pulumi-session",
@@ -176,11 +191,12 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "id": region,
             }
         elif function == "aws:index/getPartition:getPartition":
+            china = self.partition == "aws-cn"
             answers = {
-                "partition": "aws",
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": "aws",
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com.cn" if china else "amazonaws.com",
+                "reverseDnsPrefix": "cn.com.amazonaws" if china else "com.amazonaws",
+                "id": self.partition,
             }
         elif function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             answers = {
@@ -211,7 +227,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             vpc_id = a.get("id") or f"vpc-{_hex('vpc')}"
             answers = {
                 "id": vpc_id,
-                "arn": f"arn:aws:ec2:{region}:{acct}:vpc/{vpc_id}",
+                "arn": f"arn:{self.partition}:ec2:{region}:{acct}:vpc/{vpc_id}",
                 "cidrBlock": "10.0.0.0/16",
                 "state": "available",
             }
@@ -222,7 +238,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "name": a["name"],
                 "value": f"ami-{_hex(a['name'])}",
                 "type": "String",
-                "arn": f"arn:aws:ssm:{region}:{acct}:parameter{a['name']}",
+                "arn": f"arn:{self.partition}:ssm:{region}:{acct}:parameter{a['name']}",
                 "id": a["name"],
             }
         else:
@@ -263,7 +279,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return rid, {**inputs, **outputs}
 
     def _arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
     def _outputs(
         self, typ: str, name: str, inputs: dict[str, Any], resource_id: str | None
@@ -333,7 +349,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             return {
                 "__id": role,
                 "name": role,
-                "arn": f"arn:aws:iam::{acct}:role/{role}",
+                "arn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "uniqueId": f"AROA{_hex(role).upper()}",
             }
         if typ == "aws:iam/rolePolicy:RolePolicy":
