@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -136,6 +136,9 @@ class ClusterArgs:
     deletion_protection: bool
     tags: Mapping[str, str]
     admin_role_arns: Sequence[str] = field(default_factory=tuple)
+    #: Called with the EKS cluster before any node group is declared; the node groups depend on
+    #: what it returns (vpc-cni and the Pod Identity agent: ``infra.addons.BeforeCompute``).
+    before_compute: Callable[[aws.eks.Cluster], Sequence[pulumi.Resource]] | None = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -257,6 +260,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.eks_cluster = cluster
         self._access_entries(name, cluster)
+        compute_after = list(args.before_compute(cluster)) if args.before_compute else []
         node_role = self._node_role(name, tags)
         self.system_node_group = self._node_group(
             f"{name}-system",
@@ -271,6 +275,7 @@ class Cluster(pulumi.ComponentResource):
             root_volume_gib=40,
             key_arn=secrets_key.arn,
             tags=tags,
+            depends_on=compute_after,
         )
         gpu_group = self._node_group(
             f"{name}-gpu",
@@ -289,6 +294,7 @@ class Cluster(pulumi.ComponentResource):
             root_volume_gib=args.gpu_root_volume_gib,
             key_arn=secrets_key.arn,
             tags=tags,
+            depends_on=compute_after,
         )
         gpu_asg = gpu_group.resources.apply(_first_asg_name)
         # Managed node groups do not copy labels and taints to their ASG, so an empty GPU group
@@ -472,6 +478,7 @@ class Cluster(pulumi.ComponentResource):
         root_volume_gib: int,
         key_arn: pulumi.Output[str],
         tags: Mapping[str, str],
+        depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.NodeGroup:
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -525,6 +532,8 @@ class Cluster(pulumi.ComponentResource):
             tags=dict(tags),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                # Created after, and destroyed before, the add-ons nodes need from their start.
+                depends_on=list(depends_on),
                 # cluster-autoscaler owns the desired size once the group exists.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),
