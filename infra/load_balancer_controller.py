@@ -21,8 +21,8 @@ CONTROLLER_VERSION: Final = "v2.14.1"
 SERVICE_ACCOUNT: Final = "aws-load-balancer-controller"
 #: The controller's IAM policy exactly as published for CONTROLLER_VERSION
 #: (https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v2.14.1/docs/install/iam_policy.json).
-#: Upstream keeps one copy per partition (iam_policy_cn.json, iam_policy_us-gov.json) that
-#: differ in the ARN partition; ``iam_policy`` derives them from this one.
+#: Upstream also publishes iam_policy_cn.json and iam_policy_us-gov.json for the other
+#: partitions; ``iam_policy`` rewrites this one's ARNs into the deployment's partition instead.
 POLICY_FILE: Final = (
     Path(__file__).parent / "policies" / f"aws-load-balancer-controller-{CONTROLLER_VERSION}.json"
 )
