@@ -48,8 +48,8 @@ CLOUDWATCH_AGENT_NAMESPACE: Final = "amazon-cloudwatch"
 CLOUDWATCH_AGENT_SERVICE_ACCOUNT: Final = "cloudwatch-agent"
 #: The CloudWatch agent's configuration, replacing the add-on's default: Container Insights
 #: (with the GPU metrics the alarms read) and no Application Signals. The add-on turns
-#: Application Signals on by default, and an ``application_signals`` (or ``app_signals``) section under
-#: ``logs.metrics_collected`` / ``traces.traces_collected`` is what enables it
+#: Application Signals on by default, and an ``application_signals`` (or ``app_signals``)
+#: section under ``logs.metrics_collected`` / ``traces.traces_collected`` is what enables it
 #: (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-Agent-Application_Signals.html,
 #: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Observability-EKS-addon.html).
 #: Left on, it would ship X-Ray traces under a role that has only CloudWatchAgentServerPolicy
