@@ -91,14 +91,6 @@ def logs_service_statement(
     }
 
 
-def eks_access_policy_arn(partition: str, name: str) -> str:
-    """ARN of an EKS access policy (they live in no account: ``arn:<partition>:eks::aws:...``).
-
-    https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html
-    """
-    return f"arn:{partition}:eks::aws:cluster-access-policy/{name}"
-
-
 def managed_policy_arn(partition: str, name: str) -> str:
     """ARN of an AWS managed IAM policy."""
     return f"arn:{partition}:iam::aws:policy/{name}"

@@ -48,6 +48,8 @@ def _strings(node: Any) -> Iterator[str]:
 def govcloud() -> ProgramRun:
     """The dev stack deployed to us-gov-west-1 (partition aws-us-gov)."""
     values, secret_keys = read_stack_config(config_file("dev"))
+    # The roles a GovCloud user configures are GovCloud roles; everything else is the program's.
+    values = {k: v.replace("arn:aws:", "arn:aws-us-gov:") for k, v in values.items()}
     values["aws:region"] = "us-gov-west-1"
     return run_program("dev", config=values, secret_keys=secret_keys)
 
@@ -68,7 +70,8 @@ def test_access_policy_arn_is_the_partitions(govcloud: ProgramRun) -> None:
     associations = [r.inputs for r in govcloud.registrations if r.type == ACCESS_POLICY]
     assert associations
     assert {a["policyArn"] for a in associations} == {
-        "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+        "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+        "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
     }
 
 
