@@ -184,3 +184,24 @@ def test_the_nlb_service_is_deleted_while_the_controller_still_runs(
     }
     destroy = list(reversed(list(graphlib.TopologicalSorter(graph).static_order())))
     assert destroy.index(service.urn) < destroy.index(_release(inv).urn)
+
+
+def test_the_policy_fits_in_a_roles_inline_policy_quota(long_lived: Inventory) -> None:
+    # IAM refuses a role whose inline policies exceed 10,240 characters in total, not counting
+    # whitespace: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
+    (association,) = [
+        r.inputs
+        for r in long_lived.of_type(POD_IDENTITY)
+        if r.inputs["serviceAccount"] == lbc.SERVICE_ACCOUNT
+    ]
+    (role,) = [
+        r
+        for r in long_lived.of_type("aws:iam/role:Role")
+        if r.outputs.get("arn") == association["roleArn"]
+    ]
+    inline = [
+        r.inputs["policy"]
+        for r in long_lived.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.inputs["role"] == role.id
+    ]
+    assert sum(len("".join(p.split())) for p in inline) <= 10_240
