@@ -24,7 +24,7 @@ import pulumi_aws as aws  # noqa: E402
 import pulumi_kubernetes as k8s  # noqa: E402
 
 from infra import config as stack_config  # noqa: E402
-from infra.addons import Addons, AddonsArgs  # noqa: E402
+from infra.addons import Addons, AddonsArgs, BeforeCompute  # noqa: E402
 from infra.cluster import (  # noqa: E402
     GPU_NODE_LABELS,
     SYSTEM_NODE_LABELS,
@@ -140,6 +140,7 @@ def long_lived(cfg: StackConfig) -> None:
             existing_public_subnet_ids=cfg.existing_public_subnet_ids,
         ),
     )
+    before_compute = BeforeCompute("addons", cfg.kubernetes_version, tags)
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -161,6 +162,7 @@ def long_lived(cfg: StackConfig) -> None:
             deploy_role_arns=cfg.deploy_role_arns,
             preview_role_arns=cfg.preview_role_arns,
             ephemeral_role_arns=cfg.ephemeral_role_arns,
+            before_compute=before_compute,
         ),
     )
     logs = ContainerInsightsLogs(
@@ -191,6 +193,8 @@ def long_lived(cfg: StackConfig) -> None:
             system_node_group=cluster.system_node_group,
             k8s_provider=provider,
             tags=tags,
+            before_compute=before_compute.component,
+            vpc_id=network.vpc_id,
             log_groups=[logs],
         ),
     )

@@ -330,7 +330,11 @@ def test_managed_addons_and_helm_releases(long_lived: Inventory) -> None:
     (association,) = cloudwatch.inputs["podIdentityAssociations"]
     assert association["serviceAccount"] == "cloudwatch-agent"
     releases = {r.inputs["chart"]: r.inputs for r in long_lived.of_type(RELEASE)}
-    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler"}
+    assert set(releases) == {
+        "nvidia-device-plugin",
+        "cluster-autoscaler",
+        "aws-load-balancer-controller",
+    }
     autoscaler = releases["cluster-autoscaler"]["values"]
     assert (
         autoscaler["autoDiscovery"]["clusterName"] == f"torch-eks-inference-{stack_of(long_lived)}"
