@@ -364,7 +364,12 @@ class Addons(pulumi.ComponentResource):
             service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
             role_arn=role.arn,
             tags=dict(self._args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._pod_identity_agent]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self._pod_identity_agent],
+                # One association per namespace + service account: the old one must go first.
+                delete_before_replace=True,
+            ),
         )
         chart, image_tag = cluster_autoscaler_pin(self._args.kubernetes_version)
         values: dict[str, Any] = {
@@ -400,7 +405,12 @@ class Addons(pulumi.ComponentResource):
             service_account=lbc.SERVICE_ACCOUNT,
             role_arn=role.arn,
             tags=dict(self._args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self._pod_identity_agent]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self._pod_identity_agent],
+                # One association per namespace + service account: the old one must go first.
+                delete_before_replace=True,
+            ),
         )
         values = pulumi.Output.all(self._ctx.region, self._args.vpc_id).apply(
             lambda v: lbc.helm_values(

@@ -217,11 +217,7 @@ class StackConfig:
     @property
     def partition(self) -> str:
         """The AWS partition of the region (aws, aws-us-gov or aws-cn)."""
-        if self.region.startswith("us-gov-"):
-            return "aws-us-gov"
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        return "aws"
+        return _partition_of(self.region)
 
     @property
     def gpus_per_node(self) -> int:
@@ -837,9 +833,21 @@ _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/")
 
 
+def _partition_of(region: str) -> str:
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws-cn" if region.startswith("cn-") else "aws"
+
+
 def _role_arns(r: _Reader, key: str) -> list[str]:
     arns = r.string_list(key)
+    region = r.raw.get("aws:region", "")
+    partition = _partition_of(region)
     for arn in arns:
+        if _IAM_ROLE_ARN.match(arn) and not arn.startswith(f"arn:{partition}:"):
+            # An access entry for a role of another partition can never authenticate.
+            r.fail(key, arn, f"not a role of the {partition} partition that {region} is in")
+            continue
         if _ASSUMED_ROLE_ARN.match(arn):
             # Access entries name the role itself; a session ARN changes with every login.
             r.fail(
