@@ -76,20 +76,34 @@ def load(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[StackConfig | None,
     return config, Finding("stack config", Status.OK, f"{path.name} is valid"), region
 
 
+#: Errors that mean "no usable credentials", whatever the call.
+_CREDENTIAL_ERRORS: Final = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SSOTokenLoadError",
+        "UnauthorizedSSOTokenError",
+    }
+)
+
+
 def _guarded(check: str, run: Callable[[], list[Finding]], failed: Status) -> list[Finding]:
     """Run one check; an AWS error becomes a row saying it could not be made, not a crash."""
     try:
         return run()
     except Exception as exc:
         code = error_code(exc)
-        return [
-            Finding(
-                check,
-                failed,
-                f"not checked: {code}: {str(exc)[:160]}",
-                "give the caller read access for this call, or check it by hand",
-            )
-        ]
+        if code in _CREDENTIAL_ERRORS:
+            fix = "sign in as the identity of `pulumi up` (aws sso login, AWS_PROFILE, ...)"
+        elif "AccessDenied" in code or code == "UnauthorizedOperation":
+            fix = "give the caller read access for this call, or check it by hand"
+        else:
+            fix = "check the network path to AWS and run preflight again"
+        return [Finding(check, failed, f"not checked: {code}: {str(exc)[:160]}", fix)]
 
 
 def cluster_checks(config: StackConfig, clients: ClientFactory, now: datetime) -> list[Finding]:
@@ -175,7 +189,12 @@ def run_checks(
     return findings
 
 
-def main(argv: Sequence[str] | None = None, clients: ClientFactory = boto3_clients) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    clients: ClientFactory = boto3_clients,
+    stacks_dir: Path = STACKS_DIR,
+    now: datetime | None = None,
+) -> int:
     """Command line entry point: prints the table; 1 on any blocker, 2 on usage errors."""
     parser = argparse.ArgumentParser(
         prog="python -m infra.tools.preflight",
@@ -191,13 +210,23 @@ def main(argv: Sequence[str] | None = None, clients: ClientFactory = boto3_clien
     args = parser.parse_args(argv)
     try:
         findings = run_checks(
-            args.stack, clients, backend=args.backend, provider=args.secrets_provider
+            args.stack,
+            clients,
+            backend=args.backend,
+            provider=args.secrets_provider,
+            stacks_dir=stacks_dir,
+            now=now,
         )
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Preflight of stack {args.stack} (read-only; run as the identity of `pulumi up`)\n")
     print(render_table(findings), end="")
+    return exit_status(findings)
+
+
+def exit_status(findings: Sequence[Finding]) -> int:
+    """1 when any finding blocks the first `pulumi up`, else 0."""
     return 1 if any(f.status is Status.BLOCKER for f in findings) else 0
 
 

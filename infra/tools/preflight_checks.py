@@ -107,6 +107,23 @@ def _day(value: Any) -> str:
     return value.strftime("%Y-%m-%d") if isinstance(value, datetime) else "unknown"
 
 
+def _upgrade_target(offered: Mapping[str, Mapping[str, Any]], now: datetime) -> str | None:
+    """The newest offered version in standard support, else the newest still supported."""
+    for wanted in ("STANDARD_SUPPORT", "EXTENDED_SUPPORT"):
+        candidates = [
+            version
+            for version, info in offered.items()
+            if _support_status(info) == wanted
+            and not (
+                isinstance(info.get("endOfExtendedSupportDate"), datetime)
+                and info["endOfExtendedSupportDate"] <= now
+            )
+        ]
+        if candidates:
+            return max(candidates, key=_version_key)
+    return None
+
+
 def check_kubernetes_version(config: StackConfig, eks: Any, now: datetime) -> Finding:
     """The stack's ``kubernetesVersion`` against what EKS offers in the region, and its support.
 
@@ -115,16 +132,9 @@ def check_kubernetes_version(config: StackConfig, eks: Any, now: datetime) -> Fi
     """
     version, name = config.kubernetes_version, "eks version"
     offered = {str(v["clusterVersion"]): v for v in _cluster_versions(eks)}
-    standard = sorted(
-        (v for v, info in offered.items() if _support_status(info) == "STANDARD_SUPPORT"),
-        key=_version_key,
-    )
-    target = standard[-1] if standard else None
-    fix = (
-        f"pulumi config set kubernetesVersion {target} -s {config.stack}"
-        if target
-        else f"pick a version EKS offers in {config.region}"
-    )
+    target = _upgrade_target(offered, now)
+    choice = target or "<a version EKS offers>"
+    fix = f"pulumi config set kubernetesVersion {choice} -s {config.stack}"
     info = offered.get(version)
     if info is None:
         listed = ", ".join(sorted(offered, key=_version_key)) or "none"
@@ -323,6 +333,7 @@ def check_service_linked_roles(config: StackConfig, iam: Any) -> list[Finding]:
         roles = (*SERVICE_LINKED_ROLES, SPOT_SERVICE_LINKED_ROLE)
     findings = []
     for role in roles:
+        check = f"role {role.name.removeprefix('AWSServiceRoleFor')}"
         try:
             iam.get_role(RoleName=role.name)
         except Exception as exc:
@@ -330,12 +341,12 @@ def check_service_linked_roles(config: StackConfig, iam: Any) -> list[Finding]:
                 raise
             findings.append(
                 Finding(
-                    f"role {role.name}",
+                    check,
                     role.missing,
-                    f"missing: {role.why}",
+                    f"{role.name} is missing: {role.why}",
                     f"aws iam create-service-linked-role --aws-service-name {role.service}",
                 )
             )
             continue
-        findings.append(Finding(f"role {role.name}", Status.OK, "exists"))
+        findings.append(Finding(check, Status.OK, f"{role.name} exists"))
     return findings

@@ -48,7 +48,7 @@ def error_code(exc: BaseException) -> str:
 
 
 #: Column widths of the table (check, status, detail, fix); long cells wrap inside their column.
-_WIDTHS: Final = (20, 7, 56, 56)
+_WIDTHS: Final = (23, 7, 56, 56)
 
 
 def render_table(findings: Sequence[Finding]) -> str:
@@ -67,7 +67,7 @@ def render_table(findings: Sequence[Finding]) -> str:
                 for cell, width in zip(cells, _WIDTHS, strict=True)
             ]
             lines.append("  ".join(parts).rstrip())
-        if index == 0 or index < len(rows) - 1:
+        if index == 0:
             lines.append(rule)
     counts = {status: sum(f.status is status for f in findings) for status in Status}
     verdict = (
