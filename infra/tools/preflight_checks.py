@@ -180,8 +180,9 @@ def check_kubernetes_version(config: StackConfig, eks: Any, now: datetime) -> Fi
 
 def stack_zones(config: StackConfig, ec2: Any) -> list[str]:
     """The AZs the stack's nodes land in: those of its existing subnets, or the first N the
-    program's ``get_availability_zones(state=available, opt-in-not-required)`` returns (sorted
-    by name, like the provider's data source)."""
+    program's ``get_availability_zones(state=available, opt-in-not-required)`` returns. The
+    provider sorts those by name (hashicorp/terraform-provider-aws, internal/service/ec2,
+    TestAvailabilityZonesSort), so the first N are the first N names."""
     if config.existing_private_subnet_ids:
         subnets = ec2.describe_subnets(SubnetIds=list(config.existing_private_subnet_ids))
         return sorted({s["AvailabilityZone"] for s in subnets["Subnets"]})

@@ -20,13 +20,14 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
 from infra.config import KNOWN_KEYS, load_stack_config
 from infra.tools import preflight
 from infra.tools.plan import STACKS_DIR, read_stack_config
 from infra.tools.preflight_access import principal_of
-from infra.tools.preflight_checks import check_kubernetes_version
+from infra.tools.preflight_checks import check_gpu_quota, check_kubernetes_version
 from infra.tools.preflight_report import Finding, Status
 
 #: The role the tests' caller assumes; `pulumi up` runs as a role session like this one in CI.
@@ -548,3 +549,46 @@ def test_principals_resolve_to_the_role_an_access_entry_names(arn: str, role: st
     assert principal is not None
     assert principal.arn == role
     assert principal_of("arn:aws:iam::111122223333:root") is None
+
+
+def test_a_quota_without_applied_value_falls_back_to_the_aws_default(account: Account) -> None:
+    # GetServiceQuota answers NoSuchResourceException when a quota has no applied value
+    # (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html);
+    # the AWS default (0 vCPUs for G and VT Spot in a new account, using-spot-limits.html) applies.
+    raw, keys = read_stack_config(STACKS_DIR / "Pulumi.dev.yaml")
+    config = load_stack_config("dev", raw, secret_keys=frozenset(keys))
+    quotas = account.client("service-quotas")
+    stub = Stubber(quotas)
+    request = {"ServiceCode": "ec2", "QuotaCode": SPOT_G_VT[0]}
+    stub.add_client_error("get_service_quota", "NoSuchResourceException", expected_params=request)
+    default = {"QuotaCode": SPOT_G_VT[0], "QuotaName": SPOT_G_VT[1], "Value": 0.0}
+    stub.add_response("get_aws_default_service_quota", {"Quota": default}, request)
+
+    with stub:
+        [finding] = check_gpu_quota(config, account.client("ec2"), quotas)
+
+    assert finding.status is Status.BLOCKER
+    assert "is 0 vCPUs" in finding.detail
+
+
+def test_no_credentials_is_a_blocker_that_says_to_sign_in(account: Account, tmp_path: Path) -> None:
+    stacks, backend = ready_account(account, tmp_path)
+
+    def signed_out(service: str, region: str) -> Any:
+        client = account.client(service, region)
+        if service == "sts":
+
+            def refuse(**_: Any) -> Any:
+                raise NoCredentialsError
+
+            client.get_caller_identity = refuse
+        return client
+
+    findings = preflight.run_checks(
+        "dev", signed_out, backend=backend, env={}, now=account.now, stacks_dir=stacks
+    )
+
+    access = by_check(findings, "caller access")[0]
+    assert access.status is Status.BLOCKER
+    assert "NoCredentialsError" in access.detail
+    assert access.fix.startswith("sign in as the identity of `pulumi up`")
