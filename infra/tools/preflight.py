@@ -61,19 +61,24 @@ def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
     return stacks_dir / "Pulumi.pr-template.yaml"
 
 
-def load(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[StackConfig | None, Finding, str]:
-    """(config, finding, region): the validated config, or None with a blocker naming why."""
+def load(
+    stack: str, stacks_dir: Path = STACKS_DIR, now: datetime | None = None
+) -> tuple[StackConfig | None, list[Finding], str]:
+    """(config, findings, region): the validated config and its warnings, or None with a
+    blocker naming why. ``now`` dates the EKS calendar the validation applies."""
     path = stack_file(stack, stacks_dir)
     if not path.is_file():
         raise PlanError(f"no stack file {path}")
     raw, secret_keys = read_stack_config(path)
     region = raw.get("aws:region", "") or _FALLBACK_REGION
     try:
-        config = load_stack_config(stack, raw, secret_keys=frozenset(secret_keys))
+        config = load_stack_config(stack, raw, secret_keys=frozenset(secret_keys), now=now)
     except ConfigError as exc:
         fix = f"edit {path.name} (or `pulumi config set KEY VALUE -s {stack}`)"
-        return None, Finding("stack config", Status.BLOCKER, "; ".join(exc.problems), fix), region
-    return config, Finding("stack config", Status.OK, f"{path.name} is valid"), region
+        return None, [Finding("stack config", Status.BLOCKER, "; ".join(exc.problems), fix)], region
+    findings = [Finding("stack config", Status.OK, f"{path.name} is valid")]
+    findings += [Finding("stack config", Status.WARN, warning) for warning in config.warnings]
+    return config, findings, region
 
 
 #: Errors that mean "no usable credentials", whatever the call.
@@ -131,20 +136,20 @@ def cluster_checks(config: StackConfig, clients: ClientFactory, now: datetime) -
 
 
 def _cluster_config(
-    config: StackConfig, stacks_dir: Path
+    config: StackConfig, stacks_dir: Path, now: datetime
 ) -> tuple[StackConfig | None, list[Finding]]:
     """The config of the stack that owns the cluster (itself, or a pr stack's clusterStack)."""
     if not config.is_ephemeral or not config.cluster_stack:
         return config, []
     base = config.cluster_stack.rsplit("/", 1)[-1]
-    cluster, finding, _region = load(base, stacks_dir)
+    cluster, loaded, _region = load(base, stacks_dir, now)
     note = Finding(
         "cluster",
         Status.OK if cluster else Status.BLOCKER,
         f"borrowed from {config.cluster_stack}: its cluster checks run with "
         f"`make preflight STACK={base}`"
-        + ("" if cluster else f"; its config is invalid: {finding.detail}"),
-        "" if cluster else finding.fix,
+        + ("" if cluster else f"; its config is invalid: {loaded[0].detail}"),
+        "" if cluster else loaded[0].fix,
     )
     return cluster, [note]
 
@@ -163,10 +168,9 @@ def run_checks(
     """Every preflight finding for ``stack``, in table order."""
     env = os.environ if env is None else env
     now = now or datetime.now(UTC)
-    config, config_finding, region = load(stack, stacks_dir)
-    findings = [config_finding]
+    config, findings, region = load(stack, stacks_dir, now)
     if config is not None:
-        cluster, notes = _cluster_config(config, stacks_dir)
+        cluster, notes = _cluster_config(config, stacks_dir, now)
         findings += notes
         if cluster is not None:
             findings += _guarded(

@@ -29,10 +29,7 @@ _IAM_PRINCIPAL: Final = re.compile(
 )
 
 #: Config keys whose roles may run `pulumi up`, per kind of stack, and the attribute of each.
-_UP_KEYS: Final = {
-    "adminRoleArns": "admin_role_arns",
-    "deployRoleArns": "deploy_role_arns",
-}
+_UP_KEYS: Final = {"adminRoleArns": "admin_role_arns", "deployRoleArns": "deploy_role_arns"}
 _EPHEMERAL_KEYS: Final = {**_UP_KEYS, "ephemeralRoleArns": "ephemeral_role_arns"}
 _PREVIEW_KEYS: Final = {"previewRoleArns": "preview_role_arns"}
 
@@ -64,8 +61,8 @@ def principal_of(arn: str) -> Principal | None:
 
 
 def role_lists(config: StackConfig, keys: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    """The configured ARNs under each config key (absent attributes read as empty)."""
-    return {key: tuple(getattr(config, attribute, ())) for key, attribute in keys.items()}
+    """The configured ARNs under each config key."""
+    return {key: tuple(getattr(config, attribute)) for key, attribute in keys.items()}
 
 
 def _listed_in(caller: Principal, lists: Mapping[str, Sequence[str]]) -> list[str]:
@@ -97,14 +94,13 @@ def check_caller_access(config: StackConfig, cluster_config: StackConfig, sts: A
             name, Status.OK, f"{caller.arn} (from {arn}) is in {', '.join(listed)} of {source}"
         )
     preview_only = _listed_in(caller, role_lists(cluster_config, _PREVIEW_KEYS))
-    key = next((k for k in keys if hasattr(cluster_config, keys[k])), "adminRoleArns")
-    if config.is_ephemeral and hasattr(cluster_config, "ephemeral_role_arns"):
-        key = "ephemeralRoleArns"
-    index = len(lists.get(key, ()))
+    # Least privilege: a pr stack's caller needs ephemeral scope, a cluster stack's a deployer.
+    key = "ephemeralRoleArns" if config.is_ephemeral else "deployRoleArns"
+    index = len(lists[key])
     why = (
         "it is only in previewRoleArns, which may preview but not deploy"
         if preview_only
-        else f"it is in none of {', '.join(k for k in keys if hasattr(cluster_config, keys[k]))}"
+        else f"it is in none of {', '.join(keys)}"
     )
     return Finding(
         name,

@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from infra.config import CapacityType, StackConfig
+from infra.eks_versions import SupportType
 from infra.tools.preflight_report import Finding, Status
 
 #: Standard support ending sooner than this is worth a warning: the cluster then bills extended
 #: support (EKS: 14 months standard, then 12 months extended at extra cost per cluster hour,
-#: https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html).
-STANDARD_SUPPORT_NOTICE: Final = timedelta(days=30)
+#: https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html). The same notice
+#: as the config's own warning (infra/eks_versions.py).
+STANDARD_SUPPORT_NOTICE: Final = timedelta(days=60)
 
 #: The vCPU quotas G and VT instances draw on, per purchasing option (Service Quotas, service
 #: code ec2). Names: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-spot-limits.html
@@ -155,7 +157,18 @@ def check_kubernetes_version(config: StackConfig, eks: Any, now: datetime) -> Fi
             "clusters on it and upgrades existing ones",
             fix,
         )
-    if status == "EXTENDED_SUPPORT" or (isinstance(standard_end, datetime) and standard_end <= now):
+    in_extended = status == "EXTENDED_SUPPORT" or (
+        isinstance(standard_end, datetime) and standard_end <= now
+    )
+    if in_extended and config.upgrade_support_type is SupportType.STANDARD:
+        return Finding(
+            name,
+            Status.BLOCKER,
+            f"{version} is in extended support in {config.region}, and EKS does not allow "
+            "upgradePolicy.supportType STANDARD for a cluster already in extended support",
+            f"{fix}, or pulumi config set upgradeSupportType EXTENDED -s {config.stack}",
+        )
+    if in_extended:
         return Finding(
             name,
             Status.WARN,
@@ -266,7 +279,8 @@ def _quota_value(quotas: Any, code: str) -> tuple[float, str]:
 
 def check_gpu_quota(config: StackConfig, ec2: Any, quotas: Any) -> list[Finding]:
     """The G and VT vCPU quota of the stack's purchasing option against gpuNodeMax nodes of the
-    largest configured G/VT type (vCPUs from DescribeInstanceTypes)."""
+    largest configured G/VT type (vCPUs from DescribeInstanceTypes): what one family's node
+    group needs at its maximum. The quota is per region and shared by every G/VT instance."""
     g_types = [t for t in config.gpu_instance_types if _G_AND_VT.match(t)]
     others = [t for t in config.gpu_instance_types if t not in g_types]
     findings = []

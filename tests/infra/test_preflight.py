@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ import yaml
 from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
-from infra.config import KNOWN_KEYS, load_stack_config
+from infra.config import load_stack_config
+from infra.eks_versions import CALENDAR, Release, SupportType
 from infra.tools import preflight
 from infra.tools.plan import STACKS_DIR, read_stack_config
 from infra.tools.preflight_access import principal_of
@@ -32,20 +33,10 @@ from infra.tools.preflight_report import Finding, Status
 
 #: The role the tests' caller assumes; `pulumi up` runs as a role session like this one in CI.
 CALLER_ROLE = "deployer"
-#: The config key that grants `pulumi up` access (deployRoleArns once it exists, else admins).
-UP_ROLE_KEY = "deployRoleArns" if "deployRoleArns" in KNOWN_KEYS else "adminRoleArns"
+#: The config key of the roles that run `pulumi up` on a cluster stack.
+UP_ROLE_KEY = "deployRoleArns"
 DEV_REGION = "us-west-2"
 
-#: EKS release calendar, from https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html
-#: (14 months of standard support, then 12 months of extended support; dates as recorded in
-#: shared/notes/pulumi-offline.md, 2026-12-01). (version, release, end of standard, end of extended)
-EKS_CALENDAR = (
-    ("1.31", "2024-09-26", "2025-11-26", "2026-11-26"),
-    ("1.32", "2025-01-23", "2026-03-23", "2027-03-23"),
-    ("1.33", "2025-05-29", "2026-07-29", "2027-07-29"),
-    ("1.34", "2025-10-02", "2026-12-02", "2027-12-02"),
-    ("1.35", "2026-01-28", "2027-03-27", "2028-03-27"),
-)
 #: The service-linked roles of a used account, with the paths IAM gives them (moto's
 #: create_service_linked_role misnames the EKS and Spot ones, e.g. "AWSServiceRoleForeks", so they
 #: are created as the roles they really are: EKS user guide, using-service-linked-roles-eks*.html;
@@ -61,35 +52,37 @@ SPOT_G_VT = ("L-3819A6DF", "All G and VT Spot Instance Requests")
 ON_DEMAND_G_VT = ("L-DB2E81BA", "Running On-Demand G and VT instances")
 
 
-def _day(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-
-
-def calendar_answer(now: datetime) -> dict[str, Any]:
-    """DescribeClusterVersions as EKS answers it on ``now`` (statuses follow the dates)."""
+def calendar_answer(now: datetime, offered: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """DescribeClusterVersions as EKS answers it on ``now``, statuses following the dates of the
+    EKS calendar (infra/eks_versions.py cites the EKS documentation for each date). ``offered``
+    limits the answer to the versions a region has."""
     versions = []
-    for version, released, standard_end, extended_end in EKS_CALENDAR:
-        if now >= _day(extended_end):
-            status = "UNSUPPORTED"
-        elif now >= _day(standard_end):
-            status = "EXTENDED_SUPPORT"
-        else:
-            status = "STANDARD_SUPPORT"
+    for row in CALENDAR:
+        if offered is not None and row.version not in offered:
+            continue
+        phase = row.phase(now.date()).value
+        status = {"standard": "STANDARD_SUPPORT", "extended": "EXTENDED_SUPPORT"}.get(
+            phase, "UNSUPPORTED"
+        )
         versions.append(
             {
-                "clusterVersion": version,
+                "clusterVersion": row.version,
                 "clusterType": "eks",
-                "releaseDate": _day(released),
-                "endOfStandardSupportDate": _day(standard_end),
-                "endOfExtendedSupportDate": _day(extended_end),
+                "releaseDate": _midnight(row.released),
+                "endOfStandardSupportDate": _midnight(row.end_of_standard),
+                "endOfExtendedSupportDate": _midnight(row.end_of_extended),
                 "versionStatus": status,
             }
         )
     return {"clusterVersions": versions}
 
 
-def calendar_row(version: str) -> tuple[str, str, str, str]:
-    return next(row for row in EKS_CALENDAR if row[0] == version)
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def calendar_row(version: str) -> Release:
+    return next(row for row in CALENDAR if row.version == version)
 
 
 @dataclass
@@ -102,6 +95,8 @@ class Account:
     quota_vcpus: float = 64.0
     #: The quota the check is expected to ask for (Stubber fails on any other parameters).
     quota: tuple[str, str] = SPOT_G_VT
+    #: The Kubernetes versions EKS offers in the region (None: every calendar row).
+    offered: tuple[str, ...] | None = None
     now: datetime = datetime(2026, 12, 1, tzinfo=UTC)
 
     @property
@@ -127,7 +122,9 @@ class Account:
         if service == "eks":
             stub = Stubber(client)
             stub.add_response(
-                "describe_cluster_versions", calendar_answer(self.now), {"includeAll": True}
+                "describe_cluster_versions",
+                calendar_answer(self.now, self.offered),
+                {"includeAll": True},
             )
             stub.activate()
         elif service == "service-quotas":
@@ -210,7 +207,7 @@ def dev_version(stacks: Path = STACKS_DIR) -> str:
 
 def in_standard_support(version: str) -> datetime:
     """A day on which ``version`` is comfortably inside standard support."""
-    return _day(calendar_row(version)[1]) + timedelta(days=60)
+    return _midnight(calendar_row(version).released) + timedelta(days=60)
 
 
 def run(account: Account, stacks: Path, backend: str, **kwargs: Any) -> list[Finding]:
@@ -309,17 +306,17 @@ def test_gpu_quota_below_max_nodes_is_a_blocker_naming_the_increase(
 ) -> None:
     stacks, backend = ready_account(account, tmp_path)
     account.now = in_standard_support(dev_version(stacks))
-    account.quota_vcpus = 4.0  # one g5.xlarge; dev's gpuNodeMax is 2
+    account.quota_vcpus = 4.0  # one g5.xlarge; dev's gpuNodeMax is 5
 
     findings = run(account, stacks, backend)
 
     quota = by_check(findings, "gpu quota")[0]
     assert quota.status is Status.BLOCKER
     assert "All G and VT Spot Instance Requests (L-3819A6DF) is 4 vCPUs" in quota.detail
-    assert "= 8 vCPUs" in quota.detail  # 2 nodes x 4 vCPUs (DescribeInstanceTypes)
+    assert "gpuNodeMax 5 x g5.xlarge (4 vCPUs) = 20 vCPUs" in quota.detail
     assert (
         "request-service-quota-increase --service-code ec2 --quota-code L-3819A6DF "
-        "--desired-value 8 --region us-west-2" in quota.fix
+        "--desired-value 20 --region us-west-2" in quota.fix
     )
     assert preflight.exit_status(findings) == 1
 
@@ -337,7 +334,6 @@ def test_on_demand_stacks_are_sized_against_the_on_demand_quota(
             UP_ROLE_KEY: [account.caller_role_arn],
             "gpuCapacityType": "ON_DEMAND",
             "gpuInstanceTypes": ["g5.2xlarge"],
-            "gpuNodeMax": 2,
         },
     )
 
@@ -345,9 +341,9 @@ def test_on_demand_stacks_are_sized_against_the_on_demand_quota(
 
     quota = by_check(findings, "gpu quota")[0]
     assert quota.check == "gpu quota (ON_DEMAND)"
-    assert quota.status is Status.BLOCKER  # 2 x g5.2xlarge (8 vCPUs) = 16 > 8
+    assert quota.status is Status.BLOCKER  # 5 x g5.2xlarge (8 vCPUs) = 40 > 8
     assert "L-DB2E81BA" in quota.detail
-    assert "--desired-value 16" in quota.fix
+    assert "--desired-value 40" in quota.fix
     # No Spot, so no Spot service-linked role is asked for.
     assert not by_check(findings, "role EC2Spot")
 
@@ -355,13 +351,31 @@ def test_on_demand_stacks_are_sized_against_the_on_demand_quota(
 def test_version_past_extended_support_is_a_blocker(account: Account, tmp_path: Path) -> None:
     stacks, backend = ready_account(account, tmp_path)
     version = dev_version(stacks)
-    account.now = _day(calendar_row(version)[3]) + timedelta(days=1)
+    # The day after extended support of dev's version ended: EKS answers UNSUPPORTED, and the
+    # program's own calendar refuses the config, which preflight reports as its first row.
+    account.now = _midnight(calendar_row(version).end_of_extended) + timedelta(days=1)
+
+    findings = run(account, stacks, backend)
+
+    config = by_check(findings, "stack config")[0]
+    assert config.status is Status.BLOCKER
+    assert f"extended support for Kubernetes {version} ended" in config.detail
+    assert "Pulumi.dev.yaml" in config.fix
+    assert preflight.exit_status(findings) == 1
+
+
+def test_version_the_region_does_not_offer_is_a_blocker(account: Account, tmp_path: Path) -> None:
+    # The program's calendar is global; a region may not offer a version yet (or any more).
+    stacks, backend = ready_account(account, tmp_path)
+    version = dev_version(stacks)
+    account.now = in_standard_support(version)
+    account.offered = tuple(r.version for r in CALENDAR if r.version != version)
 
     findings = run(account, stacks, backend)
 
     eks = by_check(findings, "eks version")[0]
     assert eks.status is Status.BLOCKER
-    assert f"{version}: extended support ended {calendar_row(version)[3]}" in eks.detail
+    assert f"{version} is not offered in {DEV_REGION}" in eks.detail
     assert eks.fix.startswith("pulumi config set kubernetesVersion ")
     assert preflight.exit_status(findings) == 1
 
@@ -370,7 +384,7 @@ def test_version_past_extended_support_is_a_blocker(account: Account, tmp_path: 
     ("version", "status", "target"),
     [
         ("1.31", Status.BLOCKER, "1.35"),  # extended support ended 2026-11-26
-        ("1.33", Status.WARN, "1.35"),  # extended support: extra cost per cluster hour
+        ("1.33", Status.BLOCKER, "1.35"),  # extended support, but upgradeSupportType STANDARD
         ("1.34", Status.WARN, "1.35"),  # standard support ends 2026-12-02, tomorrow
         ("1.35", Status.OK, None),
     ],
@@ -380,15 +394,19 @@ def test_each_version_on_2026_12_01(
 ) -> None:
     raw, keys = read_stack_config(STACKS_DIR / "Pulumi.dev.yaml")
     config = load_stack_config("dev", raw, secret_keys=frozenset(keys))
-    config = replace(config, kubernetes_version=version)
+    config = replace(config, kubernetes_version=version)  # dev keeps upgradeSupportType STANDARD
 
     finding = check_kubernetes_version(config, account.clients("eks", DEV_REGION), account.now)
 
     assert finding.status is status, finding
     if target:
-        assert finding.fix == f"pulumi config set kubernetesVersion {target} -s dev"
+        assert finding.fix.startswith(f"pulumi config set kubernetesVersion {target} -s dev")
     if version == "1.33":
-        assert "billed extra per cluster hour" in finding.detail
+        assert "does not allow upgradePolicy.supportType STANDARD" in finding.detail
+        extended = replace(config, upgrade_support_type=SupportType.EXTENDED)
+        cost = check_kubernetes_version(extended, account.clients("eks", DEV_REGION), account.now)
+        assert cost.status is Status.WARN
+        assert "billed extra per cluster hour" in cost.detail
 
 
 def test_caller_without_an_access_entry_is_a_blocker(account: Account, tmp_path: Path) -> None:
