@@ -58,8 +58,10 @@ def render_table(findings: Sequence[Finding]) -> str:
     rule = "  ".join("-" * width for width in _WIDTHS)
     lines: list[str] = []
     for index, row in enumerate(rows):
+        # Never split a word or a --flag: a fix must stay copy-pasteable.
         cells = [
-            textwrap.wrap(text, width) or [""] for text, width in zip(row, _WIDTHS, strict=True)
+            textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+            for text, width in zip(row, _WIDTHS, strict=True)
         ]
         for line_no in range(max(len(cell) for cell in cells)):
             parts = [

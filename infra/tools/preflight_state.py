@@ -148,11 +148,12 @@ def check_secrets_provider(
     if provider == "passphrase" or (not provider and self_managed):
         if any(env.get(variable) for variable in PASSPHRASE_ENVS):
             return Finding(name, Status.OK, "passphrase, given through the environment")
+        chosen = f"passphrase (from {source})" if provider else "passphrase (the default here)"
         return Finding(
             name,
             Status.WARN,
-            f"passphrase (from {source}): neither {' nor '.join(PASSPHRASE_ENVS)} is set, so "
-            "`pulumi up` prompts, and fails where nobody can answer (CI)",
+            f"{chosen}: neither {' nor '.join(PASSPHRASE_ENVS)} is set, so `pulumi up` "
+            "prompts, and fails where nobody can answer (CI)",
             f"pulumi stack change-secrets-provider 'awskms://alias/pulumi-secrets?region={region}'",
         )
     if not provider:
