@@ -211,6 +211,12 @@ def main(
     parser.add_argument(
         "--secrets-provider", help="the stack's secrets provider (default: the stack file's)"
     )
+    parser.add_argument(
+        "--stacks-dir",
+        type=Path,
+        default=stacks_dir,
+        help="the folder of the Pulumi.<stack>.yaml files (default: stacks/)",
+    )
     args = parser.parse_args(argv)
     try:
         findings = run_checks(
@@ -218,7 +224,7 @@ def main(
             clients,
             backend=args.backend,
             provider=args.secrets_provider,
-            stacks_dir=stacks_dir,
+            stacks_dir=args.stacks_dir,
             now=now,
         )
     except PlanError as exc:

@@ -10,7 +10,10 @@ botocore clients that validate every parameter and response against the service 
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +33,7 @@ from infra.tools.plan import STACKS_DIR, read_stack_config
 from infra.tools.preflight_access import principal_of
 from infra.tools.preflight_checks import check_gpu_quota, check_kubernetes_version
 from infra.tools.preflight_report import Finding, Status
+from tests.conftest import aws_env
 
 #: The role the tests' caller assumes; `pulumi up` runs as a role session like this one in CI.
 CALLER_ROLE = "deployer"
@@ -272,8 +276,8 @@ def test_gpu_type_offered_in_none_of_the_stacks_azs_is_a_blocker(
 ) -> None:
     stacks, backend = ready_account(account, tmp_path)
     account.now = in_standard_support(dev_version(stacks))
-    # An existing VPC whose private subnets sit in us-west-2d, where (moto's copy of the EC2
-    # offerings) g5.xlarge and g4dn.xlarge are not offered, and us-west-2a.
+    # An existing VPC whose private subnets both sit in us-west-2d, where (in moto's copy of the
+    # EC2 offerings) g5.xlarge is not offered and g6.xlarge is.
     ec2 = account.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -534,6 +538,61 @@ def test_pr_stack_checks_the_caller_against_the_cluster_stacks_roles(
     assert "Pulumi.dev.yaml" in access.detail
     assert not by_check(findings, "gpu")
     assert not by_check(findings, "eks version")
+
+
+def test_pr_stack_caller_missing_is_told_to_join_the_ephemeral_roles(
+    account: Account, tmp_path: Path
+) -> None:
+    stacks = write_stacks(tmp_path / "stacks", {})  # dev lists example roles, not the caller
+
+    findings = preflight.run_checks(
+        "pr-7", account.clients, backend="", env={}, now=account.now, stacks_dir=stacks
+    )
+
+    access = by_check(findings, "caller access")[0]
+    assert access.status is Status.BLOCKER
+    # Least privilege: a pr stack's deployer needs the ephemeral scope, not cluster admin.
+    assert access.fix == (
+        f"pulumi config set --path 'ephemeralRoleArns[1]' {account.caller_role_arn} -s dev"
+    )
+
+
+def test_the_command_against_a_moto_server_as_a_user_runs_it(
+    account: Account, tmp_path: Path
+) -> None:
+    # `python -m infra.tools.preflight` in its own process, with only AWS_ENDPOINT_URL and the
+    # caller's credentials in its environment: plain boto3 clients, no Stubber. The two calls
+    # moto cannot answer become warnings ("not checked"), never a false ok.
+    stacks, backend = ready_account(account, tmp_path)
+    credentials = account.session.get_credentials().get_frozen_credentials()
+    env = {
+        **os.environ,
+        **aws_env(account.endpoint),
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_SESSION_TOKEN": credentials.token,
+    }
+    command = [sys.executable, "-m", "infra.tools.preflight", "--stack", "dev"]
+    command += ["--stacks-dir", str(stacks), "--backend", backend]
+
+    ready = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    rows = {
+        line.split()[0] + " " + line.split()[1]: line
+        for line in ready.stdout.splitlines()
+        if line[:1].isalpha()
+    }
+    assert "0 blocker(s)" in ready.stdout
+    assert " warn " in rows["eks version"]  # moto has no DescribeClusterVersions
+    assert " ok " in rows["caller access"]
+    assert " ok " in rows["pulumi backend"]
+
+    command[command.index(backend)] = f"s3://missing-{account.account_id}?region={DEV_REGION}"
+    blocked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert blocked.returncode == 1
+    assert "aws s3api create-bucket --bucket missing-" in blocked.stdout
 
 
 def test_missing_stack_file_is_a_usage_error(account: Account, tmp_path: Path) -> None:
