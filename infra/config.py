@@ -824,7 +824,12 @@ def _check_public_cidrs(r: _Reader, environment: Environment, cidrs: list[str]) 
 
 
 #: Config keys listing the IAM roles that get an access entry, least privileged last.
-ACCESS_ROLE_KEYS: Final = ("adminRoleArns", "deployRoleArns", "previewRoleArns", "ephemeralRoleArns")
+ACCESS_ROLE_KEYS: Final = (
+    "adminRoleArns",
+    "deployRoleArns",
+    "previewRoleArns",
+    "ephemeralRoleArns",
+)
 _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/")
 
@@ -834,7 +839,9 @@ def _role_arns(r: _Reader, key: str) -> list[str]:
     for arn in arns:
         if _ASSUMED_ROLE_ARN.match(arn):
             # Access entries name the role itself; a session ARN changes with every login.
-            r.fail(key, arn, "an STS session ARN; give the role: arn:aws:iam::<account>:role/<name>")
+            r.fail(
+                key, arn, "an STS session ARN; give the role: arn:aws:iam::<account>:role/<name>"
+            )
         elif not _IAM_ROLE_ARN.match(arn):
             r.fail(key, arn, "each entry must be an IAM role ARN (arn:aws:iam::<account>:role/...)")
     return arns

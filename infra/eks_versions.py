@@ -108,7 +108,7 @@ def creatable(on: date) -> tuple[str, ...]:
 
 
 def support_problem(version: str, support_type: SupportType, on: date) -> str | None:
-    """Why EKS would refuse ``version`` with ``support_type`` on ``on``; ``None`` when it would not."""
+    """Why EKS would refuse ``version`` with ``support_type`` on ``on`` (``None``: it would not)."""
     row = release(version)
     allowed = ", ".join(creatable(on))
     if row is None:
@@ -139,9 +139,10 @@ def support_warning(version: str, on: date) -> str | None:
         return None
     phase = row.phase(on)
     if phase is SupportPhase.EXTENDED:
-        extra = PRICE_PER_CLUSTER_HOUR[SupportPhase.EXTENDED] - PRICE_PER_CLUSTER_HOUR[
-            SupportPhase.STANDARD
-        ]
+        extra = (
+            PRICE_PER_CLUSTER_HOUR[SupportPhase.EXTENDED]
+            - PRICE_PER_CLUSTER_HOUR[SupportPhase.STANDARD]
+        )
         return (
             f"Kubernetes {version} is in EKS extended support until {row.end_of_extended}: the "
             f"control plane costs USD {PRICE_PER_CLUSTER_HOUR[SupportPhase.EXTENDED]:.2f} per "

@@ -68,6 +68,8 @@ class Registration:
     #: URNs this resource explicitly depends on (depends_on, expanded by the SDK).
     dependencies: tuple[str, ...] = ()
     protect: bool = False
+    #: The resource asked to be deleted before its replacement is created.
+    delete_before_replace: bool = False
     read: bool = False
     custom: bool = True
 
@@ -111,6 +113,7 @@ class RecordingMonitor(MockMonitor):
                 id=str(getattr(response, "id", "") or request.name),
                 dependencies=tuple(getattr(request, "dependencies", ()) or ()),
                 protect=bool(getattr(request, "protect", False)),
+                delete_before_replace=bool(getattr(request, "deleteBeforeReplace", False)),
                 read=read,
                 custom=bool(getattr(request, "custom", True)),
             )
@@ -379,7 +382,12 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if typ == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
             return {"__id": str(inputs.get("repository")), "registryId": acct}
         if typ == "aws:secretsmanager/secret:Secret":
-            secret = str(inputs.get("name") or _autoname(name))
+            # name_prefix: AWS appends 26 characters (what Terraform's id.PrefixedUniqueId does).
+            name_prefix = inputs.get("namePrefix")
+            unique = _hex(name, name_prefix, "secret-name", length=26)
+            secret = str(
+                inputs.get("name") or (f"{name_prefix}{unique}" if name_prefix else _autoname(name))
+            )
             arn = self._arn("secretsmanager", f"secret:{secret}-{_alnum(secret, length=6)}")
             return {"__id": arn, "arn": arn, "name": secret}
         if typ == "aws:secretsmanager/secretVersion:SecretVersion":

@@ -524,7 +524,9 @@ def test_a_world_open_endpoint_on_a_cluster_that_runs_pr_code_must_be_accepted_e
 
 
 def test_github_hosted_runners_cannot_reach_a_private_or_allow_listed_endpoint() -> None:
-    problem = one_problem("dev", ciRunner="github-hosted", endpointPublicAccessCidrs=["10.1.0.0/16"])
+    problem = one_problem(
+        "dev", ciRunner="github-hosted", endpointPublicAccessCidrs=["10.1.0.0/16"]
+    )
     assert "no fixed egress addresses" in problem
     cfg = load("staging", endpointPublicAccessCidrs=[], ciRunner="self-hosted-vpc")
     assert cfg.public_access_cidrs == ()
