@@ -54,10 +54,9 @@ SERVICE_LINKED_ROLES: Final = (
     ServiceLinkedRole(
         "AWSServiceRoleForAutoScaling",
         "autoscaling.amazonaws.com",
-        Status.BLOCKER,
-        "the cluster's KMS key policy names it, and KMS rejects a key policy naming a role "
-        "that does not exist yet (MalformedPolicyDocumentException); Auto Scaling creates it "
-        "only with an account's first group",
+        Status.WARN,
+        "Auto Scaling creates it with the account's first group (the node groups'); the "
+        "cluster's KMS key admits it by aws:PrincipalArn once it exists",
     ),
     ServiceLinkedRole(
         "AWSServiceRoleForAmazonEKS",
@@ -74,12 +73,16 @@ SERVICE_LINKED_ROLES: Final = (
         "iam:CreateServiceLinkedRole",
     ),
 )
+#: A Spot launch by a principal that may not create this role fails with
+#: AuthFailure.ServiceLinkedRoleCreationNotPermitted and the node never comes (seen with EC2
+#: Fleet: eksctl-io/eksctl#6064, aws/karpenter-provider-aws#7998), so the GPU pods of a SPOT
+#: stack would stay Pending.
 SPOT_SERVICE_LINKED_ROLE: Final = ServiceLinkedRole(
     "AWSServiceRoleForEC2Spot",
     "spot.amazonaws.com",
-    Status.WARN,
-    "EC2 creates it on a first Spot request from the console only; requests through an API "
-    "expect it to exist",
+    Status.BLOCKER,
+    "EC2 creates it only for a first Spot request made in the console; Spot launches through "
+    "an API expect it to exist and fail with AuthFailure.ServiceLinkedRoleCreationNotPermitted",
 )
 
 
