@@ -56,6 +56,9 @@ _TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 
+#: The longest a pr stack may live (expiryHours); the registry's lifecycle rules rely on it.
+MAX_EXPIRY_HOURS: Final = 720
+
 #: Minimum length of an API key given through config (a generated one has 48 characters).
 MIN_API_KEY_LENGTH: Final = 24
 
@@ -953,7 +956,7 @@ def _scaling(r: _Reader, prefix: str, minimum: int) -> NodeScaling:
 
 
 def _expiry(r: _Reader, ephemeral: bool, now: datetime | None) -> datetime | None:
-    hours = r.integer("expiryHours", 1, 720)
+    hours = r.integer("expiryHours", 1, MAX_EXPIRY_HOURS)
     text = r.string("expiresAt")
     if not ephemeral:
         if text:

@@ -108,7 +108,16 @@ def creatable(on: date) -> tuple[str, ...]:
 
 
 def support_problem(version: str, support_type: SupportType, on: date) -> str | None:
-    """Why EKS would refuse ``version`` with ``support_type`` on ``on`` (``None``: it would not)."""
+    """Why ``version`` cannot be deployed on ``on``: EKS refuses it, or the add-ons lack a pin."""
+    refusal = eks_refusal(version, support_type, on)
+    if refusal is None and version not in CLUSTER_AUTOSCALER:
+        allowed = ", ".join(creatable(on))
+        return f"no cluster-autoscaler pin for Kubernetes {version}; use one of {allowed}"
+    return refusal
+
+
+def eks_refusal(version: str, support_type: SupportType, on: date) -> str | None:
+    """Why EKS itself would refuse ``version`` with ``support_type`` on ``on`` (``None``: no)."""
     row = release(version)
     allowed = ", ".join(creatable(on))
     if row is None:
@@ -121,8 +130,6 @@ def support_problem(version: str, support_type: SupportType, on: date) -> str | 
             f"extended support for Kubernetes {version} ended on {row.end_of_extended}: EKS "
             f"refuses to create it and auto-upgrades existing clusters; use one of {allowed}"
         )
-    if version not in CLUSTER_AUTOSCALER:
-        return f"no cluster-autoscaler pin for Kubernetes {version}; use one of {allowed}"
     if phase is SupportPhase.EXTENDED and support_type is SupportType.STANDARD:
         return (
             f"Kubernetes {version} has been in extended support since {row.end_of_standard}, and "

@@ -144,7 +144,8 @@ class ApiKeySecret(pulumi.ComponentResource):
             service_account=args.service_account,
             role_arn=role.arn,
             tags=dict(args.tags),
-            opts=child,
+            # One association per namespace + service account: the old one must go first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         # The ARN is handed out only once the association exists: a pod created earlier would
         # never get credentials injected, so whatever uses the ARN must wait for it.

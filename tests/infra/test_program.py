@@ -386,12 +386,17 @@ def test_cluster_autoscaler_may_only_scale_this_clusters_groups(long_lived: Inve
 def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inventory) -> None:
     repo = long_lived.one(REPOSITORY)
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert repo["imageTagMutability"] == "IMMUTABLE"
+    # Immutable, except pr-* tags a reopened pull request or a retried `up` pushes again.
+    assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repo["imageTagMutabilityExclusionFilters"] == [
+        {"filter": "pr-*", "filterType": "WILDCARD"}
+    ]
     key_arn = outputs_of(long_lived, KMS_KEY, "registry-key")["arn"]
     assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key_arn}]
-    assert repo["forceDelete"] is False
+    # prod keeps its images on destroy; dev and staging can be destroyed with images inside.
+    assert repo["forceDelete"] is (stack_of(long_lived) != "prod")
     rules = json.loads(long_lived.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"]
-    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged", "any"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged"]
     assert rules[1]["selection"]["tagPrefixList"] == ["pr-"]
 
 
