@@ -281,9 +281,10 @@ def _quota_value(quotas: Any, code: str) -> tuple[float, str]:
 
 
 def check_gpu_quota(config: StackConfig, ec2: Any, quotas: Any) -> list[Finding]:
-    """The G and VT vCPU quota of the stack's purchasing option against gpuNodeMax nodes of the
-    largest configured G/VT type (vCPUs from DescribeInstanceTypes): what one family's node
-    group needs at its maximum. The quota is per region and shared by every G/VT instance."""
+    """The G and VT vCPU quota of the stack's purchasing option against what the GPU node groups
+    may reach together: one group per family, each up to gpuNodeMax nodes of its largest type
+    (vCPUs from DescribeInstanceTypes). The quota is per region and shared by every G/VT
+    instance, and cluster-autoscaler may grow every family's group at once."""
     g_types = [t for t in config.gpu_instance_types if _G_AND_VT.match(t)]
     others = [t for t in config.gpu_instance_types if t not in g_types]
     findings = []
@@ -301,13 +302,20 @@ def check_gpu_quota(config: StackConfig, ec2: Any, quotas: Any) -> list[Finding]
         return findings
     answer = ec2.describe_instance_types(InstanceTypes=g_types)
     vcpus = {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"]) for t in answer["InstanceTypes"]}
-    largest = max(g_types, key=lambda t: vcpus.get(t, 0))
-    needed = config.gpu_nodes.max_size * vcpus.get(largest, 0)
+    largest_per_family: dict[str, str] = {}
+    for instance_type in g_types:
+        family = instance_type.split(".", 1)[0]
+        current = largest_per_family.get(family)
+        if current is None or vcpus.get(instance_type, 0) > vcpus.get(current, 0):
+            largest_per_family[family] = instance_type
+    per_node = sum(vcpus.get(t, 0) for t in largest_per_family.values())
+    needed = config.gpu_nodes.max_size * per_node
     code, expected_name = GPU_VCPU_QUOTAS[config.gpu_capacity_type]
     value, quota_name = _quota_value(quotas, code)
     check = f"gpu quota ({config.gpu_capacity_type.value})"
+    groups = " + ".join(f"{t} {vcpus.get(t, 0)}" for t in largest_per_family.values())
     sizing = (
-        f"gpuNodeMax {config.gpu_nodes.max_size} x {largest} ({vcpus.get(largest, 0)} vCPUs) "
+        f"gpuNodeMax {config.gpu_nodes.max_size} per family group x ({groups} vCPUs) "
         f"= {needed} vCPUs"
     )
     increase = (

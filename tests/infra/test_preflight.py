@@ -313,17 +313,22 @@ def test_gpu_quota_below_max_nodes_is_a_blocker_naming_the_increase(
 ) -> None:
     stacks, backend = ready_account(account, tmp_path)
     account.now = in_standard_support(dev_version(stacks))
-    account.quota_vcpus = 4.0  # one g5.xlarge; dev's gpuNodeMax is 5
+    # dev has one node group per family (g5, g6, g4dn), each up to gpuNodeMax 5 nodes of 4 vCPUs:
+    # 60 vCPUs together. 40 would fit one family's group, not the three that can grow at once.
+    account.quota_vcpus = 40.0
 
     findings = run(account, stacks, backend)
 
     quota = by_check(findings, "gpu quota")[0]
     assert quota.status is Status.BLOCKER
-    assert "All G and VT Spot Instance Requests (L-3819A6DF) is 4 vCPUs" in quota.detail
-    assert "gpuNodeMax 5 x g5.xlarge (4 vCPUs) = 20 vCPUs" in quota.detail
+    assert "All G and VT Spot Instance Requests (L-3819A6DF) is 40 vCPUs" in quota.detail
+    assert (
+        "gpuNodeMax 5 per family group x (g5.xlarge 4 + g6.xlarge 4 + g4dn.xlarge 4 vCPUs) "
+        "= 60 vCPUs" in quota.detail
+    )
     assert (
         "request-service-quota-increase --service-code ec2 --quota-code L-3819A6DF "
-        "--desired-value 20 --region us-west-2" in quota.fix
+        "--desired-value 60 --region us-west-2" in quota.fix
     )
     assert preflight.exit_status(findings) == 1
 
