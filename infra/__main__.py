@@ -1,8 +1,8 @@
 """The Pulumi program: composes the components of infra/ for the selected stack.
 
 Long-lived stacks (dev, staging, prod): config -> network -> cluster (+ Container Insights log
-groups) -> add-ons -> registry and image -> API key secret -> Kubernetes provider -> workload ->
-monitoring. Ephemeral ``pr-<n>`` stacks borrow the cluster and registry of ``clusterStack``
+groups) -> add-ons -> registry -> API key secret -> Kubernetes provider -> workload (the image
+CI built once, by digest, from config ``imageRef``) -> monitoring. Ephemeral ``pr-<n>`` stacks borrow the cluster and registry of ``clusterStack``
 through a StackReference and own only their image tag, secret, namespace and workload.
 
 The Pulumi CLI runs this file from infra/ with infra/ first on ``sys.path``; the repository root
@@ -44,6 +44,7 @@ from infra.registry import (  # noqa: E402
     RegistryArgs,
     ServiceImage,
     ServiceImageArgs,
+    digest_of,
     source_hash,
 )
 from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
@@ -124,7 +125,8 @@ def _secret(
 
 
 def long_lived(cfg: StackConfig) -> None:
-    """A whole environment: its own VPC, cluster, registry, image, secret and service."""
+    """A whole environment: its own VPC, cluster, registry, secret and service."""
+    image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
     tags = cfg.resource_tags
     network = Network(
         "network",
@@ -195,17 +197,10 @@ def long_lived(cfg: StackConfig) -> None:
             tags=tags,
         ),
     )
-    image = ServiceImage(
-        "image",
-        ServiceImageArgs(
-            repository_url=registry.repository_url,
-            registry_id=registry.registry_id,
-            variant=cfg.image_variant,
-            tag=_image_tag(cfg),
-        ),
-    )
+    # Long-lived stacks never build: they run the image CI built and pushed once, by digest,
+    # promoted dev -> staging -> prod (see docs/working-with-stacks.md, "Promotion").
     secret = _secret(cfg, cluster.name, cluster.arn)
-    workload = _workload(cfg, image.repo_digest, secret, provider, [addons, secret])
+    workload = _workload(cfg, image_ref, secret, provider, [addons, secret])
     monitoring = ServiceMonitoring(
         "monitoring",
         ServiceMonitoringArgs(
@@ -232,8 +227,8 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("gpuNodeGroupName", cluster.gpu_node_group_name)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("ecrRegistryId", registry.registry_id)
-    pulumi.export("imageName", image.image_name)
-    pulumi.export("imageDigest", image.repo_digest)
+    pulumi.export("imageRef", image_ref)
+    pulumi.export("imageDigest", digest_of(image_ref))
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("namespace", workload.namespace)
     pulumi.export("serviceUrl", workload.in_cluster_url)
@@ -269,7 +264,8 @@ def ephemeral(cfg: StackConfig) -> None:
     pulumi.export("region", cfg.region)
     pulumi.export("clusterName", cluster_name)
     pulumi.export("imageName", image.image_name)
-    pulumi.export("imageDigest", image.repo_digest)
+    pulumi.export("imageRef", image.repo_digest)
+    pulumi.export("imageDigest", image.repo_digest.apply(digest_of))
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("namespace", workload.namespace)
     pulumi.export("serviceUrl", workload.in_cluster_url)

@@ -64,6 +64,12 @@ _STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 _PR_STACK = re.compile(r"^pr-(?P<number>[1-9]\d{0,8})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: An image by digest: ``<registry host>[:port]/<repository>@sha256:<64 hex>`` (OCI distribution
+#: spec digest form; repository path components are lowercase per the same spec).
+IMAGE_REF = re.compile(
+    r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"@sha256:[0-9a-f]{64}$"
+)
 _TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -191,6 +197,10 @@ class StackConfig:
     service_account: str
     api_key: SecretStr | None = field(repr=False)
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Long-lived stacks: the image CI built once, by digest (pr stacks build their own).
+    image_ref: str | None = None
+    #: Highest p99 latency (ms) the post-deploy smoke test accepts under its short load.
+    smoke_p99_ms: int = 500
 
     @property
     def is_ephemeral(self) -> bool:
@@ -317,6 +327,8 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
     "systemInstanceType": "t3.large",
     "hpaTargetCpuUtilization": 70,
     "imageTag": "",
+    "imageRef": "",
+    "smokeP99Ms": 500,
     "expiryHours": 72,
     "expiresAt": "",
     "clusterStack": "",
@@ -619,6 +631,8 @@ def load_stack_config(
         lambda v: bool(_IMAGE_TAG.match(v)),
         "a Docker tag: letters, digits, _ . -, at most 128 characters",
     )
+    image_ref = _image_ref(r, ephemeral)
+    smoke_p99_ms = r.integer("smokeP99Ms", 1, 60_000)
     service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
     deletion_protection = r.boolean("deletionProtection")
     if environment is Environment.PROD and not deletion_protection:
@@ -691,7 +705,40 @@ def load_stack_config(
         service_account="inference",
         api_key=api_key,
         tags=tags,
+        image_ref=image_ref or None,
+        smoke_p99_ms=smoke_p99_ms,
     )
+
+
+def _image_ref(r: _Reader, ephemeral: bool) -> str:
+    """Long-lived stacks deploy the image CI built once, by digest; pr stacks build their own.
+
+    Its absence on a long-lived stack is reported by ``require_image_ref`` when the program
+    runs, so that tools which only read config (defaults, previews of old stacks) still work.
+    """
+    ref = r.string(
+        "imageRef",
+        lambda v: bool(IMAGE_REF.match(v)),
+        "an image by digest: <registry>/<repository>@sha256:<64 lowercase hex>",
+    )
+    if ephemeral and ref:
+        r.fail("imageRef", ref, "not allowed on pr stacks: they build their own image")
+    return ref
+
+
+def require_image_ref(cfg: StackConfig) -> str:
+    """The image a long-lived stack runs; a ConfigError that says how to set it when missing."""
+    if cfg.image_ref is None:
+        raise ConfigError(
+            cfg.stack,
+            [
+                f"{cfg.project}:imageRef is not set: long-lived stacks run the image CI built "
+                "and pushed once, by digest. `python -m infra.delivery.deploy --stack "
+                f"{cfg.stack} --image REPO@sha256:<64 hex>` sets it; by hand: `pulumi config "
+                f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`"
+            ],
+        )
+    return cfg.image_ref
 
 
 def _check_vpc_cidr(r: _Reader, cidr: str) -> None:

@@ -29,6 +29,18 @@ PR_TAG_EXPIRY_DAYS: Final = 14
 KEEP_IMAGES: Final = 50
 
 
+def digest_of(image_ref: str) -> str:
+    """The ``sha256:<hex>`` part of ``repository@sha256:<hex>`` (what promotion compares).
+
+    A replicated copy in another region or account has another registry host but the same
+    digest, so promotion and the policy pack compare digests, never whole references.
+    """
+    _, separator, digest = image_ref.rpartition("@")
+    if not separator or not digest.startswith("sha256:"):
+        raise ValueError(f"{image_ref!r} is not an image reference by digest (REPO@sha256:HEX)")
+    return digest
+
+
 def lifecycle_policy() -> str:
     """Expire untagged images, pr-* images after two weeks, and keep the newest 50 overall."""
     rules = [

@@ -44,6 +44,11 @@ PR_TEMPLATE: Final = STACKS_DIR / "Pulumi.pr-template.yaml"
 SAMPLE_PR_STACK: Final = "pr-123"
 #: A fixed expiry for planned pr stacks, so the inventory does not change with the clock.
 SAMPLE_EXPIRES_AT: Final = "2030-01-01T00:00:00Z"
+#: The image a long-lived stack runs when the plan is not told one (CI sets ``imageRef`` to the
+#: digest it built; see infra/delivery/promotion.py). A fixed value keeps plans reproducible.
+SAMPLE_IMAGE_REF: Final = (
+    "123456789012.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev@sha256:" + "0" * 64
+)
 #: Stands in for a ``secure:`` config value the plan cannot decrypt.
 SECRET_PLACEHOLDER: Final = "plan-placeholder-secret-value-0000"  # noqa: S105 - not a secret
 MASK: Final = "[secret]"
@@ -115,7 +120,8 @@ def run_program(
     """Run infra/__main__.py for ``stack`` under mocks and return what it declared.
 
     ``config`` defaults to the stack's file; a pr-* stack gets a fixed sample expiry unless
-    ``config`` names one, and the stack it references is run first unless ``referenced`` has it.
+    ``config`` names one, a long-lived stack gets ``SAMPLE_IMAGE_REF`` unless ``config`` names
+    an ``imageRef``, and the stack it references is run first unless ``referenced`` has it.
     ``program`` replaces infra/__main__.py (tests run single components this way).
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
@@ -125,6 +131,8 @@ def run_program(
     config = dict(config)
     if _PR_STACK.match(stack):
         config.setdefault(f"{PROJECT}:expiresAt", SAMPLE_EXPIRES_AT)
+    elif config.get(f"{PROJECT}:environment", "") != "pr":
+        config.setdefault(f"{PROJECT}:imageRef", SAMPLE_IMAGE_REF)
     referenced = dict(referenced or {})
     cluster_stack = config.get(f"{PROJECT}:clusterStack")
     if cluster_stack and cluster_stack not in referenced:

@@ -22,7 +22,6 @@ def test_inventory_is_sorted_masked_and_json_ready(stack_run: Callable[[str], In
     by_name = {e["name"]: e for e in entries}
     assert by_name["api-key-version"]["inputs"]["secretString"] == plan.MASK
     assert by_name["k8s"]["inputs"]["kubeconfig"] == plan.MASK
-    assert by_name["image-image"]["inputs"]["registry"] == plan.MASK
     assert by_name["cluster-eks"]["parent"] == "cluster"
     assert by_name["cluster"]["parent"] is None
 
