@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,16 +45,30 @@ def digest_of(image_ref: str) -> str:
     return image_ref.rpartition("@")[2]
 
 
-def policy_config(staging_digest: str) -> dict[str, dict[str, str]]:
-    """The ``--policy-pack-config`` document that lets prod run ``staging_digest`` only."""
-    if not staging_digest.startswith("sha256:") or len(staging_digest) != 71:
-        raise PromotionError(f"{staging_digest!r} is not a sha256 digest")
-    return {POLICY_NAME: {POLICY_KEY: staging_digest}}
+ROLLBACK_KEY = "rollbackImageDigest"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def write_policy_config(path: Path, staging_digest: str) -> Path:
-    """Write the policy pack config for a prod deployment and return its path."""
-    path.write_text(json.dumps(policy_config(staging_digest), indent=2) + "\n", encoding="utf-8")
+def policy_config(
+    staging_digest: str, rollback_digest: str | None = None
+) -> dict[str, dict[str, str]]:
+    """The ``--policy-pack-config`` document that lets prod run ``staging_digest`` only.
+
+    ``rollback_digest`` (the digest prod ran before a failed deploy) is admitted too, for the
+    automatic rollback only.
+    """
+    properties = {POLICY_KEY: staging_digest}
+    if rollback_digest is not None:
+        properties[ROLLBACK_KEY] = rollback_digest
+    for digest in properties.values():
+        if not _DIGEST.match(digest):
+            raise PromotionError(f"{digest!r} is not a sha256 digest (sha256:<64 hex>)")
+    return {POLICY_NAME: properties}
+
+
+def write_policy_config(path: Path, config: Mapping[str, Mapping[str, str]]) -> Path:
+    """Write a policy pack config document (``--policy-pack-config``) and return its path."""
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 

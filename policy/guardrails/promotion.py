@@ -6,6 +6,8 @@ The pack learns staging's digest from its policy configuration: the deploy step 
 infra/delivery/promotion.py). Digests are compared, not whole references, so a copy replicated
 to another region or account (same digest, another registry host) passes. Without the setting a
 production deployment is refused: an unknown staging digest must never mean "anything goes".
+Only the deploy step's automatic rollback adds ``rollbackImageDigest``: the digest prod ran just
+before, which the pack admitted then.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .props import WORKLOAD_TYPES, containers, get, pod_spec, stack_of
 
 POLICY_NAME = "prod-image-promoted-from-staging"
 CONFIG_KEY = "stagingImageDigest"
+#: Set only by the deploy step's rollback: the digest prod ran before, admitted back.
+ROLLBACK_KEY = "rollbackImageDigest"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -42,10 +46,11 @@ def _promoted(args: ResourceValidationArgs, report: ReportViolation) -> None:
             None,
         )
         return
+    allowed = {expected, get(config, ROLLBACK_KEY)}
     for label, container in containers(pod_spec(args.resource_type, args.props)):
         image = get(container, "image")
         digest = image.rpartition("@")[2] if isinstance(image, str) else None
-        if digest != expected:
+        if digest not in allowed:
             report(
                 f"{label}: image {image!r} is not the digest staging runs ({expected}); "
                 "promote the staging-verified image",
@@ -61,6 +66,7 @@ prod_image_promoted_from_staging = ResourceValidationPolicy(
     config_schema=PolicyConfigSchema(
         properties={
             CONFIG_KEY: {"type": "string"},
+            ROLLBACK_KEY: {"type": "string"},
             "prodStacks": {"type": "array", "items": {"type": "string"}},
         }
     ),

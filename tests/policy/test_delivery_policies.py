@@ -312,3 +312,17 @@ def test_prod_without_a_staging_digest_is_refused_and_other_stacks_are_not_conce
     (message,) = check(prod_image_promoted_from_staging, DEPLOYMENT, deployment(), stack="prod")
     assert "stagingImageDigest" in message
     assert check(prod_image_promoted_from_staging, DEPLOYMENT, deployment(), stack="staging") == []
+
+
+def test_the_rollback_digest_is_admitted_only_when_configured() -> None:
+    previous = "sha256:" + "12" * 32
+    image = deployment(image=f"123456789012.dkr.ecr.us-west-2.amazonaws.com/svc@{previous}")
+    staging_only = {"stagingImageDigest": STAGING}
+    assert check(
+        prod_image_promoted_from_staging, DEPLOYMENT, image, stack="prod", config=staging_only
+    )
+    rollback = {**staging_only, "rollbackImageDigest": previous}
+    assert (
+        check(prod_image_promoted_from_staging, DEPLOYMENT, image, stack="prod", config=rollback)
+        == []
+    )
