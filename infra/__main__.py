@@ -2,8 +2,9 @@
 
 Long-lived stacks (dev, staging, prod): config -> network -> cluster (+ Container Insights log
 groups) -> add-ons -> registry -> API key secret -> Kubernetes provider -> workload (the image
-CI built once, by digest, from config ``imageRef``) -> monitoring. Ephemeral ``pr-<n>`` stacks borrow the cluster and registry of ``clusterStack``
-through a StackReference and own only their image tag, secret, namespace and workload.
+CI built once, by digest, from config ``imageRef``) -> monitoring. Ephemeral ``pr-<n>`` stacks
+borrow the cluster and registry of ``clusterStack`` through a StackReference and own only their
+image (built from the PR's code), secret, namespace and workload.
 
 The Pulumi CLI runs this file from infra/ with infra/ first on ``sys.path``; the repository root
 replaces it so ``infra.*`` and ``service.contract`` import as packages and ``infra/secrets.py``

@@ -10,7 +10,8 @@ StackReference. Config values stored encrypted (``secure:``) cannot be read with
 key and are replaced by a placeholder that is itself marked secret.
 
 The JSON format is the interface other tools build on: a list sorted by (type, name, parent) of
-``{"type", "name", "parent", "urn", "inputs"}``; every secret value is masked as ``"[secret]"``.
+``{"type", "name", "parent", "urn", "protect", "inputs"}``; every secret value is masked as
+``"[secret]"``.
 ``collect(stack)`` returns the same list; ``run_program(stack)`` the raw registrations and stack
 outputs. Runs are independent and can be repeated in one process.
 """
@@ -216,6 +217,7 @@ def inventory(run: ProgramRun) -> list[dict[str, Any]]:
             "name": r.name,
             "parent": r.parent_name,
             "urn": r.urn,
+            "protect": r.protect,
             "inputs": mask_secrets(dict(r.inputs)),
         }
         for r in run.registrations
