@@ -196,6 +196,7 @@ def long_lived(cfg: StackConfig) -> None:
             ephemeral=cfg.is_ephemeral,
             deletion_protection=cfg.deletion_protection,
             tags=tags,
+            replicas=cfg.image_replicas,
         ),
     )
     # Long-lived stacks never build: they run the image CI built and pushed once, by digest,

@@ -201,6 +201,8 @@ class StackConfig:
     image_ref: str | None = None
     #: Highest p99 latency (ms) the post-deploy smoke test accepts under its short load.
     smoke_p99_ms: int = 500
+    #: (account id or "" for this account, region) the delivery registry replicates images to.
+    image_replicas: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_ephemeral(self) -> bool:
@@ -329,6 +331,7 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
     "imageTag": "",
     "imageRef": "",
     "smokeP99Ms": 500,
+    "imageReplicas": [],
     "expiryHours": 72,
     "expiresAt": "",
     "clusterStack": "",
@@ -633,6 +636,7 @@ def load_stack_config(
     )
     image_ref = _image_ref(r, ephemeral)
     smoke_p99_ms = r.integer("smokeP99Ms", 1, 60_000)
+    image_replicas = _image_replicas(r, environment)
     service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
     deletion_protection = r.boolean("deletionProtection")
     if environment is Environment.PROD and not deletion_protection:
@@ -707,6 +711,7 @@ def load_stack_config(
         tags=tags,
         image_ref=image_ref or None,
         smoke_p99_ms=smoke_p99_ms,
+        image_replicas=image_replicas,
     )
 
 
@@ -724,6 +729,27 @@ def _image_ref(r: _Reader, ephemeral: bool) -> str:
     if ephemeral and ref:
         r.fail("imageRef", ref, "not allowed on pr stacks: they build their own image")
     return ref
+
+
+def _image_replicas(r: _Reader, environment: Environment) -> tuple[tuple[str, str], ...]:
+    """ECR replication targets of the delivery registry: ``REGION`` or ``ACCOUNT_ID:REGION``."""
+    entries = r.string_list("imageReplicas")
+    if entries and environment is not Environment.DEV:
+        r.fail(
+            "imageReplicas",
+            entries,
+            "only the dev stack holds the delivery registry CI pushes to (and ECR keeps one "
+            "replication configuration per registry); set it there",
+        )
+        return ()
+    replicas = []
+    for entry in entries:
+        account, _, region = entry.rpartition(":")
+        if not _REGION.match(region) or (account and not re.fullmatch(r"\d{12}", account)):
+            r.fail("imageReplicas", entry, "each entry is REGION or ACCOUNT_ID:REGION")
+        else:
+            replicas.append((account, region))
+    return tuple(replicas)
 
 
 def require_image_ref(cfg: StackConfig) -> str:

@@ -127,6 +127,8 @@ class RegistryArgs:
     ephemeral: bool
     deletion_protection: bool
     tags: Mapping[str, str]
+    #: (account id, "" for this one; region): where ECR replicates the images, same digests.
+    replicas: tuple[tuple[str, str], ...] = ()
 
 
 class Registry(pulumi.ComponentResource):
@@ -153,7 +155,15 @@ class Registry(pulumi.ComponentResource):
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,
-            image_tag_mutability="IMMUTABLE",
+            # Every tag is immutable except pull-request images, which a PR's stack re-pushes
+            # under the same tag when it rebuilds (docker builds are not byte-reproducible).
+            # https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html
+            image_tag_mutability="IMMUTABLE_WITH_EXCLUSION",
+            image_tag_mutability_exclusion_filters=[
+                aws.ecr.RepositoryImageTagMutabilityExclusionFilterArgs(
+                    filter=f"{PR_TAG_PREFIX}*", filter_type="WILDCARD"
+                )
+            ],
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                 scan_on_push=True
             ),
@@ -173,6 +183,8 @@ class Registry(pulumi.ComponentResource):
             policy=lifecycle_policy(),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.replicas:
+            _replication(name, repository, args.replicas, self)
         self.repository_url = repository.repository_url
         self.registry_id = repository.registry_id
         self.repository_arn = repository.arn
@@ -180,6 +192,42 @@ class Registry(pulumi.ComponentResource):
         self.register_outputs(
             {"repository_url": self.repository_url, "repository_arn": self.repository_arn}
         )
+
+
+def _replication(
+    name: str,
+    repository: aws.ecr.Repository,
+    replicas: tuple[tuple[str, str], ...],
+    parent: pulumi.Resource,
+) -> aws.ecr.ReplicationConfiguration:
+    """Replicate this repository's images (same digests) instead of rebuilding elsewhere.
+
+    One rule, filtered to this repository's name (PREFIX_MATCH). A destination in another
+    account must first allow ``ecr:ReplicateImage`` (and ``ecr:CreateRepository``) for this
+    account in its registry policy. Sources: ECR user guide, "Private image replication
+    examples" and "Granting registry permissions for cross account replication".
+    """
+    destinations = [
+        aws.ecr.ReplicationConfigurationReplicationConfigurationRuleDestinationArgs(
+            region=region, registry_id=account or repository.registry_id
+        )
+        for account, region in replicas
+    ]
+    rule = aws.ecr.ReplicationConfigurationReplicationConfigurationRuleArgs(
+        destinations=destinations,
+        repository_filters=[
+            aws.ecr.ReplicationConfigurationReplicationConfigurationRuleRepositoryFilterArgs(
+                filter=repository.name, filter_type="PREFIX_MATCH"
+            )
+        ],
+    )
+    return aws.ecr.ReplicationConfiguration(
+        f"{name}-replication",
+        replication_configuration=aws.ecr.ReplicationConfigurationReplicationConfigurationArgs(
+            rules=[rule]
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 @dataclass(frozen=True)

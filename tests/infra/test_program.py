@@ -321,7 +321,12 @@ def test_cluster_autoscaler_may_only_scale_this_clusters_groups(long_lived: Inve
 def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inventory) -> None:
     repo = long_lived.one(REPOSITORY)
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert repo["imageTagMutability"] == "IMMUTABLE"
+    # Immutable except pull-request tags (re-pushed by a PR's rebuilds); ECR API reference,
+    # ImageTagMutabilityExclusionFilter: filterType WILDCARD only.
+    assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repo["imageTagMutabilityExclusionFilters"] == [
+        {"filter": "pr-*", "filterType": "WILDCARD"}
+    ]
     key_arn = outputs_of(long_lived, KMS_KEY, "registry-key")["arn"]
     assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key_arn}]
     assert repo["forceDelete"] is False
