@@ -72,22 +72,31 @@ def write_policy_config(path: Path, config: Mapping[str, Mapping[str, str]]) -> 
     return path
 
 
-def configure_pack(stub: Any, config: Mapping[str, Mapping[str, Any]]) -> None:
-    """Send policy config to a running pack, as ``--policy-pack-config`` makes the engine do.
+def configure_pack(stub: Any, config: Mapping[str, Any]) -> None:
+    """Send a ``--policy-pack-config`` document to a running pack, as the engine does.
 
-    The engine calls the Analyzer's ``Configure`` with every policy's enforcement level and
-    properties; the Python policy runtime keeps them for every later ``Analyze``.
+    Each entry is an enforcement level (``"disabled"``) or an object of properties with an
+    optional ``enforcementLevel``, the format the Pulumi CLI parses (pulumi/pulumi,
+    pkg/resource/plugin ``parsePolicyPackConfig``). The engine passes them to the Analyzer's
+    ``Configure``; the Python policy runtime keeps them for every later ``Analyze``.
     """
     from google.protobuf import struct_pb2
     from pulumi.runtime.proto import analyzer_pb2
 
+    levels = {
+        "advisory": analyzer_pb2.EnforcementLevel.ADVISORY,
+        "mandatory": analyzer_pb2.EnforcementLevel.MANDATORY,
+        "disabled": analyzer_pb2.EnforcementLevel.DISABLED,
+    }
     entries = {}
-    for name, properties in config.items():
+    for name, value in config.items():
+        properties = {} if isinstance(value, str) else dict(value)
+        level = value if isinstance(value, str) else properties.pop("enforcementLevel", "mandatory")
+        if level not in levels:
+            raise PromotionError(f"{name}: {level!r} is not an enforcement level")
         struct = struct_pb2.Struct()
-        struct.update(dict(properties))
-        entries[name] = analyzer_pb2.PolicyConfig(
-            enforcementLevel=analyzer_pb2.EnforcementLevel.MANDATORY, properties=struct
-        )
+        struct.update(properties)
+        entries[name] = analyzer_pb2.PolicyConfig(enforcementLevel=levels[level], properties=struct)
     stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=entries))
 
 
