@@ -280,6 +280,18 @@ def test_summary_goes_to_the_github_step_summary_by_default(
     assert "### Deploy `prod`" in text
 
 
+def test_the_gate_is_read_from_the_packager_without_importing_torch(tmp_path: Path) -> None:
+    from service.model.package import DEFAULT_MIN_ACCURACY
+
+    assert packaging_gate() == DEFAULT_MIN_ACCURACY
+    moved = tmp_path / "package.py"
+    moved.write_text("import torch\nDEFAULT_MIN_ACCURACY: Final = 0.99\n")
+    assert packaging_gate(moved) == 0.99
+    moved.write_text("MIN = 0.9\n")
+    with pytest.raises(ValueError, match="defines no DEFAULT_MIN_ACCURACY"):
+        packaging_gate(moved)
+
+
 def test_each_stack_has_its_own_smoke_slo_from_config() -> None:
     assert [smoke_settings(s).p99_slo_ms for s in ("dev", "staging", "prod")] == [
         500.0,
