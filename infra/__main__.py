@@ -199,24 +199,7 @@ def long_lived(cfg: StackConfig) -> None:
             replicas=cfg.image_replicas,
         ),
     )
-    # Long-lived stacks never build: they run the image CI built and pushed once, by digest,
-    # promoted dev -> staging -> prod (see docs/working-with-stacks.md, "Promotion").
     secret = _secret(cfg, cluster.name, cluster.arn)
-    workload = _workload(cfg, image_ref, secret, provider, [addons, secret])
-    monitoring = ServiceMonitoring(
-        "monitoring",
-        ServiceMonitoringArgs(
-            cluster_name=cluster.name,
-            namespace=cfg.namespace,
-            app_name=APP_NAME,
-            application_log_group_name=logs.application_log_group_name,
-            region=cfg.region,
-            gpu_count=1 if cfg.image_variant is ImageVariant.CUDA else 0,
-            kms_key_arn=logs.kms_key_arn,
-            tags=tags,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[workload]),
-    )
 
     pulumi.export("environment", cfg.environment.value)
     pulumi.export("region", cfg.region)
@@ -229,18 +212,56 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("gpuNodeGroupName", cluster.gpu_node_group_name)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("ecrRegistryId", registry.registry_id)
-    pulumi.export("imageRef", image_ref)
-    pulumi.export("imageDigest", digest_of(image_ref))
     pulumi.export("secretArn", secret.secret_arn)
-    pulumi.export("namespace", workload.namespace)
-    pulumi.export("serviceUrl", workload.in_cluster_url)
-    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("applicationLogGroupName", logs.application_log_group_name)
     pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
     pulumi.export(
         "logGroupNames",
         {"controlPlane": cluster.control_plane_log_group_name, **logs.log_group_names},
     )
+    if image_ref is None:
+        # dev's first `up` (imageRef "none"): the platform and the registry CI pushes to, no
+        # service yet. CI then pushes the first image and deploys it by digest.
+        pulumi.log.warn(
+            "imageRef is 'none': the service is not deployed. Push an image to "
+            "ecrRepositoryUrl, then `python -m infra.delivery.deploy --stack "
+            f"{cfg.stack} --image REPO@sha256:<digest>`"
+        )
+        return
+    _long_lived_service(cfg, image_ref, secret, provider, [addons, secret], cluster.name, logs)
+
+
+def _long_lived_service(
+    cfg: StackConfig,
+    image_ref: str,
+    secret: ApiKeySecret,
+    provider: k8s.Provider,
+    depends_on: list[pulumi.Resource],
+    cluster_name: pulumi.Input[str],
+    logs: ContainerInsightsLogs,
+) -> None:
+    """The service of a long-lived stack: CI's image by digest (never a build here), promoted
+    dev -> staging -> prod (docs/delivery.md), and its alarms."""
+    workload = _workload(cfg, image_ref, secret, provider, depends_on)
+    monitoring = ServiceMonitoring(
+        "monitoring",
+        ServiceMonitoringArgs(
+            cluster_name=cluster_name,
+            namespace=cfg.namespace,
+            app_name=APP_NAME,
+            application_log_group_name=logs.application_log_group_name,
+            region=cfg.region,
+            gpu_count=1 if cfg.image_variant is ImageVariant.CUDA else 0,
+            kms_key_arn=logs.kms_key_arn,
+            tags=cfg.resource_tags,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[workload]),
+    )
+    pulumi.export("imageRef", image_ref)
+    pulumi.export("imageDigest", digest_of(image_ref))
+    pulumi.export("namespace", workload.namespace)
+    pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("alarmNames", monitoring.alarm_names)
 
 

@@ -64,6 +64,8 @@ _STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 _PR_STACK = re.compile(r"^pr-(?P<number>[1-9]\d{0,8})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: ``imageRef`` of dev's very first ``up``: the platform and its registry, no service yet.
+IMAGE_REF_NONE: Final = "none"
 #: An image by digest: ``<registry host>[:port]/<repository>@sha256:<64 hex>`` (OCI distribution
 #: spec digest form; repository path components are lowercase per the same spec).
 IMAGE_REF = re.compile(
@@ -634,7 +636,7 @@ def load_stack_config(
         lambda v: bool(_IMAGE_TAG.match(v)),
         "a Docker tag: letters, digits, _ . -, at most 128 characters",
     )
-    image_ref = _image_ref(r, ephemeral)
+    image_ref = _image_ref(r, ephemeral, environment)
     smoke_p99_ms = r.integer("smokeP99Ms", 1, 60_000)
     image_replicas = _image_replicas(r, environment)
     service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
@@ -715,7 +717,7 @@ def load_stack_config(
     )
 
 
-def _image_ref(r: _Reader, ephemeral: bool) -> str:
+def _image_ref(r: _Reader, ephemeral: bool, environment: Environment) -> str:
     """Long-lived stacks deploy the image CI built once, by digest; pr stacks build their own.
 
     Its absence on a long-lived stack is reported by ``require_image_ref`` when the program
@@ -723,11 +725,18 @@ def _image_ref(r: _Reader, ephemeral: bool) -> str:
     """
     ref = r.string(
         "imageRef",
-        lambda v: bool(IMAGE_REF.match(v)),
+        lambda v: bool(IMAGE_REF.match(v)) or v == IMAGE_REF_NONE,
         "an image by digest: <registry>/<repository>@sha256:<64 lowercase hex>",
     )
     if ephemeral and ref:
         r.fail("imageRef", ref, "not allowed on pr stacks: they build their own image")
+    elif ref == IMAGE_REF_NONE and environment is not Environment.DEV:
+        r.fail(
+            "imageRef",
+            ref,
+            "'none' (platform without the service) is for dev's first up only, before CI has "
+            "pushed an image to its registry; other stacks take an image dev verified",
+        )
     return ref
 
 
@@ -752,8 +761,14 @@ def _image_replicas(r: _Reader, environment: Environment) -> tuple[tuple[str, st
     return tuple(replicas)
 
 
-def require_image_ref(cfg: StackConfig) -> str:
-    """The image a long-lived stack runs; a ConfigError that says how to set it when missing."""
+def require_image_ref(cfg: StackConfig) -> str | None:
+    """The image a long-lived stack runs, ``None`` for dev's explicit bootstrap (``none``).
+
+    Unset is a ConfigError that names the command setting it: a missing image must never
+    quietly become "no service".
+    """
+    if cfg.image_ref == IMAGE_REF_NONE:
+        return None
     if cfg.image_ref is None:
         raise ConfigError(
             cfg.stack,
@@ -761,7 +776,8 @@ def require_image_ref(cfg: StackConfig) -> str:
                 f"{cfg.project}:imageRef is not set: long-lived stacks run the image CI built "
                 "and pushed once, by digest. `python -m infra.delivery.deploy --stack "
                 f"{cfg.stack} --image REPO@sha256:<64 hex>` sets it; by hand: `pulumi config "
-                f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`"
+                f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`. For dev's first up, "
+                "before CI has pushed anything: `pulumi config set imageRef none -s dev`"
             ],
         )
     return cfg.image_ref

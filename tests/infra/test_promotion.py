@@ -72,9 +72,22 @@ def test_dev_replicates_its_registry_to_other_regions_and_accounts() -> None:
         ("dev", {"imageReplicas": '["europe"]'}, "REGION or ACCOUNT_ID:REGION"),
         ("dev", {"imageReplicas": '["12:eu-west-1"]'}, "REGION or ACCOUNT_ID:REGION"),
         ("pr-7", {"imageRef": REF}, "pr stacks: they build their own image"),
+        ("staging", {"imageRef": "none"}, "for dev's first up only"),
     ],
 )
 def test_bad_promotion_config_is_named(stack: str, extra: dict[str, str], message: str) -> None:
     values, secret_keys = _config(stack, **extra)
     with pytest.raises(ConfigError, match=message):
         run_program(stack, config=values, secret_keys=secret_keys)
+
+
+def test_dev_bootstraps_the_platform_and_its_registry_without_the_service() -> None:
+    values, secret_keys = _config("dev", imageRef="none")
+    run = run_program("dev", config=values, secret_keys=secret_keys)
+    types = {r.type for r in run.registrations}
+    assert "aws:ecr/repository:Repository" in types
+    assert "aws:eks/cluster:Cluster" in types
+    assert not {t for t in types if t.startswith("kubernetes:apps/")}
+    assert "docker:index/image:Image" not in types
+    assert "ecrRepositoryUrl" in run.outputs
+    assert "imageRef" not in run.outputs
