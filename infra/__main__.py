@@ -25,14 +25,15 @@ import pulumi_aws as aws  # noqa: E402
 import pulumi_kubernetes as k8s  # noqa: E402
 
 from infra import config as stack_config  # noqa: E402
-from infra.addons import Addons, AddonsArgs  # noqa: E402
+from infra.addons import Addons, AddonsArgs, BeforeCompute  # noqa: E402
 from infra.cluster import (  # noqa: E402
     GPU_NODE_LABELS,
     SYSTEM_NODE_LABELS,
     Cluster,
     ClusterArgs,
 )
-from infra.config import ImageVariant, StackConfig  # noqa: E402
+from infra.cluster_rbac import WorkloadDeployerRbac  # noqa: E402
+from infra.config import Environment, ImageVariant, StackConfig  # noqa: E402
 from infra.network import Network, NetworkArgs  # noqa: E402
 from infra.observability import (  # noqa: E402
     ContainerInsightsLogs,
@@ -125,6 +126,24 @@ def _secret(
     )
 
 
+def _delivery_registry(cfg: StackConfig) -> Registry:
+    """The ECR repository CI pushes every commit's image to, once; pr stacks push theirs too.
+
+    It keeps its images when dev is destroyed (no force-delete): staging and prod run them.
+    """
+    return Registry(
+        "registry",
+        RegistryArgs(
+            repository_name=f"{cfg.project}/{cfg.stack}",
+            ephemeral=False,
+            deletion_protection=cfg.deletion_protection,
+            tags=cfg.resource_tags,
+            replicas=cfg.image_replicas,
+            holds_deployed_images=True,
+        ),
+    )
+
+
 def long_lived(cfg: StackConfig) -> None:
     """A whole environment: its own VPC, cluster, registry, secret and service."""
     image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
@@ -142,6 +161,7 @@ def long_lived(cfg: StackConfig) -> None:
             existing_public_subnet_ids=cfg.existing_public_subnet_ids,
         ),
     )
+    before_compute = BeforeCompute("addons", cfg.kubernetes_version, tags)
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -152,14 +172,18 @@ def long_lived(cfg: StackConfig) -> None:
             gpu_instance_types=cfg.gpu_instance_types,
             gpu_capacity_type=cfg.gpu_capacity_type,
             gpu_scaling=cfg.gpu_nodes,
-            gpus_per_node=cfg.gpus_per_node,
             gpu_root_volume_gib=cfg.gpu_root_volume_gib,
             system_instance_type=cfg.system_instance_type,
             system_scaling=cfg.system_nodes,
             log_retention_days=cfg.log_retention_days,
             deletion_protection=cfg.deletion_protection,
             tags=tags,
+            upgrade_support_type=cfg.upgrade_support_type,
             admin_role_arns=cfg.admin_role_arns,
+            deploy_role_arns=cfg.deploy_role_arns,
+            preview_role_arns=cfg.preview_role_arns,
+            ephemeral_role_arns=cfg.ephemeral_role_arns,
+            before_compute=before_compute,
         ),
     )
     logs = ContainerInsightsLogs(
@@ -174,9 +198,13 @@ def long_lived(cfg: StackConfig) -> None:
             tags=tags,
         ),
     )
+    # Every Kubernetes call waits for the access entries: without one, EKS answers 401.
     provider = k8s.Provider(
-        "k8s", kubeconfig=cluster.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[cluster])
+        "k8s",
+        kubeconfig=cluster.kubeconfig,
+        opts=pulumi.ResourceOptions(depends_on=[cluster, *cluster.access_resources]),
     )
+    WorkloadDeployerRbac("workload-deployers", opts=pulumi.ResourceOptions(provider=provider))
     addons = Addons(
         "addons",
         AddonsArgs(
@@ -186,19 +214,14 @@ def long_lived(cfg: StackConfig) -> None:
             system_node_group=cluster.system_node_group,
             k8s_provider=provider,
             tags=tags,
+            before_compute=before_compute.component,
+            vpc_id=network.vpc_id,
             log_groups=[logs],
         ),
     )
-    registry = Registry(
-        "registry",
-        RegistryArgs(
-            repository_name=f"{cfg.project}/{cfg.stack}",
-            ephemeral=cfg.is_ephemeral,
-            deletion_protection=cfg.deletion_protection,
-            tags=tags,
-            replicas=cfg.image_replicas,
-        ),
-    )
+    # One registry for every environment: dev's. CI pushes each commit's image there once;
+    # staging and prod run those digests and declare no registry or build (docs/delivery.md).
+    registry = _delivery_registry(cfg) if cfg.environment is Environment.DEV else None
     secret = _secret(cfg, cluster.name, cluster.arn)
 
     pulumi.export("environment", cfg.environment.value)
@@ -209,9 +232,12 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
-    pulumi.export("gpuNodeGroupName", cluster.gpu_node_group_name)
-    pulumi.export("ecrRepositoryUrl", registry.repository_url)
-    pulumi.export("ecrRegistryId", registry.registry_id)
+    pulumi.export("gpuNodeGroupNames", cluster.gpu_node_group_names)
+    # pr-* stacks on this cluster check at plan time that they fit in these GPUs.
+    pulumi.export("prGpuSlots", cfg.pr_gpu_slots)
+    if registry is not None:
+        pulumi.export("ecrRepositoryUrl", registry.repository_url)
+        pulumi.export("ecrRegistryId", registry.registry_id)
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("applicationLogGroupName", logs.application_log_group_name)
     pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
@@ -265,11 +291,36 @@ def _long_lived_service(
     pulumi.export("alarmNames", monitoring.alarm_names)
 
 
+class NoGpuCapacityError(pulumi.RunError):
+    """A pr stack would wait Pending for GPUs its cluster never provides."""
+
+
+def _require_gpu_slots(cfg: StackConfig, slots: pulumi.Output[object]) -> None:
+    """Refuse, at plan time, a pr stack that needs more GPUs than its cluster keeps for pr stacks.
+
+    Without this the Deployment sits Pending until the provider's rollout await gives up after
+    20 minutes.
+    """
+
+    def check(value: object) -> None:
+        available = int(value) if isinstance(value, int | float | str) and str(value) else 0
+        if cfg.gpus_needed > available:
+            raise NoGpuCapacityError(
+                f"{cfg.stack} needs {cfg.gpus_needed} GPU(s) (hpaMaxReplicas "
+                f"{cfg.hpa_max_replicas} + 1 rollout surge) but {cfg.cluster_stack} keeps "
+                f"prGpuSlots = {available} for pr stacks; raise prGpuSlots (and gpuNodeMax) on "
+                "that stack, or set imageVariant: cpu here"
+            )
+
+    slots.apply(check)
+
+
 def ephemeral(cfg: StackConfig) -> None:
     """A pr-<n> stack: a namespace, workload, secret and image tag on the borrowed cluster."""
     assert cfg.cluster_stack is not None  # load_stack_config guarantees it for pr stacks
     base = pulumi.StackReference(cfg.cluster_stack)
     cluster_name = base.require_output("clusterName")
+    _require_gpu_slots(cfg, base.get_output("prGpuSlots"))
     provider = k8s.Provider("k8s", kubeconfig=base.require_output("kubeconfig"))
     image = ServiceImage(
         "image",

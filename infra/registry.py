@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from infra.config import ImageVariant
+from infra.config import MAX_EXPIRY_HOURS, ImageVariant
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 #: The image definition, relative to the repository root (the build context).
@@ -25,8 +25,13 @@ PLATFORM: Final = "linux/amd64"
 #: Tags pushed by pr-* stacks start with this, so the lifecycle policy can expire them early.
 PR_TAG_PREFIX: Final = "pr-"
 UNTAGGED_EXPIRY_DAYS: Final = 7
-PR_TAG_EXPIRY_DAYS: Final = 14
-KEEP_IMAGES: Final = 50
+#: A pr stack lives at most MAX_EXPIRY_HOURS and re-pushes its image on every update, so an image
+#: older than that (plus a day) cannot be the one a live pr stack runs.
+PR_TAG_EXPIRY_DAYS: Final = MAX_EXPIRY_HOURS // 24 + 1
+#: Tags a repository lets be pushed again (a reopened pull request, a retried `up`); every other
+#: tag stays immutable. ECR: imageTagMutability IMMUTABLE_WITH_EXCLUSION with WILDCARD filters
+#: (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html).
+MUTABLE_TAG_FILTER: Final = f"{PR_TAG_PREFIX}*"
 
 
 def digest_of(image_ref: str) -> str:
@@ -42,7 +47,12 @@ def digest_of(image_ref: str) -> str:
 
 
 def lifecycle_policy() -> str:
-    """Expire untagged images, pr-* images after two weeks, and keep the newest 50 overall."""
+    """Expire untagged images, and pr-* images older than any pr stack can live.
+
+    No count rule touches the tags long-lived stacks deploy: "keep the newest N" would expire
+    the image prod runs once N newer images were pushed, and its pods could no longer be
+    rescheduled. Rule semantics: https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html
+    """
     rules = [
         {
             "rulePriority": 1,
@@ -64,16 +74,6 @@ def lifecycle_policy() -> str:
                 "countType": "sinceImagePushed",
                 "countUnit": "days",
                 "countNumber": PR_TAG_EXPIRY_DAYS,
-            },
-            "action": {"type": "expire"},
-        },
-        {
-            "rulePriority": 3,
-            "description": f"keep the newest {KEEP_IMAGES} images",
-            "selection": {
-                "tagStatus": "any",
-                "countType": "imageCountMoreThan",
-                "countNumber": KEEP_IMAGES,
             },
             "action": {"type": "expire"},
         },
@@ -129,10 +129,13 @@ class RegistryArgs:
     tags: Mapping[str, str]
     #: (account id, "" for this one; region): where ECR replicates the images, same digests.
     replicas: tuple[tuple[str, str], ...] = ()
+    #: The delivery registry: other stacks run its images, so destroying its own stack must
+    #: never delete them (ECR then refuses to delete the repository while it holds images).
+    holds_deployed_images: bool = False
 
 
 class Registry(pulumi.ComponentResource):
-    """A private ECR repository: KMS-encrypted, immutable tags, scanned on push, with expiry."""
+    """A private ECR repository: KMS-encrypted, immutable tags but pr-*, scanned on push, expiry."""
 
     repository_url: pulumi.Output[str]
     registry_id: pulumi.Output[str]
@@ -155,13 +158,10 @@ class Registry(pulumi.ComponentResource):
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,
-            # Every tag is immutable except pull-request images, which a PR's stack re-pushes
-            # under the same tag when it rebuilds (docker builds are not byte-reproducible).
-            # https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html
             image_tag_mutability="IMMUTABLE_WITH_EXCLUSION",
             image_tag_mutability_exclusion_filters=[
                 aws.ecr.RepositoryImageTagMutabilityExclusionFilterArgs(
-                    filter=f"{PR_TAG_PREFIX}*", filter_type="WILDCARD"
+                    filter=MUTABLE_TAG_FILTER, filter_type="WILDCARD"
                 )
             ],
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -172,8 +172,11 @@ class Registry(pulumi.ComponentResource):
                     encryption_type="KMS", kms_key=key.arn
                 )
             ],
-            # Only a throwaway stack may delete a repository that still holds images.
-            force_delete=args.ephemeral,
+            # ECR refuses to delete a repository that holds images (RepositoryNotEmptyException):
+            # protected stacks and the delivery registry (whose images other stacks run) keep
+            # them; `pulumi destroy` then asks for the repository to be emptied deliberately.
+            force_delete=args.ephemeral
+            or not (args.deletion_protection or args.holds_deployed_images),
             tags=dict(args.tags),
             opts=protect,
         )

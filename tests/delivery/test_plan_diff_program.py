@@ -15,7 +15,9 @@ from infra.delivery.plan_diff import base_worktree, plan_diff
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = Path("stacks") / "Pulumi.dev.yaml"
-EDITS = {"hpaMaxReplicas: 2\n": "hpaMaxReplicas: 1\n", "    - g6.xlarge\n": "    - g6e.xlarge\n"}
+# A size change within one GPU family: one node group changes (another family would be another
+# node group: one added, one removed).
+EDITS = {"hpaMaxReplicas: 2\n": "hpaMaxReplicas: 1\n", "    - g5.xlarge\n": "    - g5.2xlarge\n"}
 
 
 def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> None:
@@ -35,13 +37,13 @@ def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> No
     # A node group's instance types can only be set at creation (Terraform ForceNew): replace.
     assert "**1 to update** · 1 to replace · 0 to create · 0 to delete" in markdown
     replace, update = markdown.split("#### To replace (1)", 1)[1].split("#### To update (1)", 1)
-    assert "`+-` replace **`cluster-gpu`** `aws:eks/nodeGroup:NodeGroup`" in replace
+    assert "`+-` replace **`cluster-gpu-g5`** `aws:eks/nodeGroup:NodeGroup`" in replace
     assert (
         "`~` update **`service-hpa`** `kubernetes:autoscaling/v2:HorizontalPodAutoscaler`" in update
     )
     rows = [line for line in markdown.splitlines() if line.startswith("| `")]
     assert sorted(rows) == [
-        '| `instanceTypes[1]` **forces replacement** | `"g6.xlarge"` | `"g6e.xlarge"` |',
+        '| `instanceTypes[0]` **forces replacement** | `"g5.xlarge"` | `"g5.2xlarge"` |',
         "| `spec.maxReplicas` | `2` | `1` |",
     ]
 
