@@ -200,7 +200,7 @@ class Karpenter(pulumi.ComponentResource):
             service_account=KARPENTER_SERVICE_ACCOUNT,
             role_arn=role.arn,
             tags=dict(args.tags),
-            opts=self._child(depends_on=[*args.depends_on, inline]),
+            opts=self._child(depends_on=[*args.depends_on, inline], delete_before_replace=True),
         )
 
     def _releases(

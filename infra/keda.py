@@ -141,7 +141,10 @@ class Keda(pulumi.ComponentResource):
             service_account=KEDA_OPERATOR_SERVICE_ACCOUNT,
             role_arn=role.arn,
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            # One association per namespace and service account: delete the old one first.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on), delete_before_replace=True
+            ),
         )
         values: dict[str, Any] = {
             "nodeSelector": dict(SYSTEM_NODE_LABELS),
