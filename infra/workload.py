@@ -41,6 +41,8 @@ from infra.k8s_scaling import (
 
 #: Annotation put on every object of an ephemeral stack; people and sweepers read it.
 EXPIRY_ANNOTATION = "torch-eks-inference/expires-at"
+#: Lets KEDA adopt the HPA an earlier version of this program declared for the Deployment.
+TRANSFER_HPA_OWNERSHIP = "scaledobject.keda.sh/transfer-hpa-ownership"
 #: Pod Security Admission level enforced (and audited, and warned about) in the namespace.
 POD_SECURITY_LEVEL = "restricted"
 
@@ -328,7 +330,11 @@ class Workload(pulumi.ComponentResource):
             f"{name}-scaled-object",
             api_version="keda.sh/v1alpha1",
             kind="ScaledObject",
-            metadata=meta(args.app_name),
+            # A stack deployed before KEDA has an HPA of this name for the same Deployment; KEDA's
+            # webhook refuses a ScaledObject next to it unless it takes the HPA over
+            # (https://keda.sh/docs/2.14/concepts/scaling-deployments/#scaledobject-spec). The
+            # HPA name in the spec is that same name, so the take-over is what an update does.
+            metadata=meta(args.app_name, extra={TRANSFER_HPA_OWNERSHIP: "true"}),
             spec=pulumi.Output.from_input(args.metrics_query_url).apply(spec),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[auth, deployment], delete_before_replace=True

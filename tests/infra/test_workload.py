@@ -11,7 +11,7 @@ import pytest
 from infra.k8s_network import INTERNAL_NLB_ANNOTATIONS, POD_IDENTITY_AGENT_CIDR
 from infra.k8s_pod import GPU_RESOURCE, ContainerResources, ServiceSettings
 from infra.tools.manifests import RecordedResource
-from infra.workload import EXPIRY_ANNOTATION, Workload, WorkloadArgs
+from infra.workload import EXPIRY_ANNOTATION, TRANSFER_HPA_OWNERSHIP, Workload, WorkloadArgs
 from service import contract
 from tests.infra.component_harness import REGION, all_of, only, run_under_mocks
 
@@ -293,6 +293,17 @@ def test_scaled_object_bounds_and_targets_come_from_the_args(
     assert by_name["cpu-floor"]["metadata"] == {"value": "65"}
     hpa = spec["advanced"]["horizontalPodAutoscalerConfig"]
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_the_scaled_object_takes_over_the_hpa_an_older_version_left(
+    gpu_stack: list[RecordedResource],
+) -> None:
+    # Without the annotation KEDA's webhook refuses the ScaledObject while the old HPA (same
+    # Deployment, named after the app) still exists: it is only deleted after the update.
+    scaled = only(gpu_stack, SCALED_OBJECT)
+    assert scaled["metadata"]["annotations"] == {TRANSFER_HPA_OWNERSHIP: "true"}
+    hpa = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+    assert hpa["name"] == "torch-inference"  # the name the CPU HPA had (metadata.name = app)
 
 
 def test_no_cpu_only_hpa_is_declared(gpu_stack: list[RecordedResource]) -> None:
