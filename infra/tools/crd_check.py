@@ -359,14 +359,35 @@ def _scaled_object_rules(doc: Mapping[str, Any], auths: Mapping[str, Any]) -> li
     return errors
 
 
+def _hpa_conflicts(doc: Mapping[str, Any], hpas: Mapping[tuple[str, str], str]) -> list[str]:
+    """KEDA's webhook: a ScaledObject may not target a workload another HPA already scales,
+    unless it takes that HPA over (annotation + the same HPA name; kedacore/keda
+    apis/keda/v1alpha1/scaledobject_webhook.go, ``verifyHpas``)."""
+    spec = doc.get("spec") or {}
+    target = (spec.get("scaleTargetRef") or {}).get("name")
+    hpa = hpas.get((doc["metadata"].get("namespace", ""), str(target)))
+    if hpa is None:
+        return []
+    annotations = doc["metadata"].get("annotations") or {}
+    adopt = annotations.get("scaledobject.keda.sh/transfer-hpa-ownership") == "true"
+    named = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("name")
+    if adopt and named == hpa:
+        return []
+    return [f"spec.scaleTargetRef: the workload {target!r} is already managed by the hpa {hpa!r}"]
+
+
 def check_documents(
     docs: Sequence[Mapping[str, Any]],
 ) -> list[tuple[Mapping[str, Any], list[str]]]:
     """``(document, errors)`` for every known custom resource among ``docs``."""
     auths: dict[str, dict[str, Any]] = {}
     node_classes = set()
+    hpas: dict[tuple[str, str], str] = {}
     for doc in docs:
         namespace = doc["metadata"].get("namespace", "")
+        if doc.get("kind") == "HorizontalPodAutoscaler":
+            target = ((doc.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+            hpas[(namespace, str(target))] = doc["metadata"]["name"]
         if doc.get("kind") == "TriggerAuthentication":
             auths.setdefault(namespace, {})[doc["metadata"]["name"]] = doc.get("spec") or {}
         if doc.get("kind") == "EC2NodeClass":
@@ -380,6 +401,7 @@ def check_documents(
         errors = CUSTOM_RESOURCES[key](doc.get("spec"), "spec")  # type: ignore[index]
         if doc["kind"] == "ScaledObject":
             errors += _scaled_object_rules(doc, auths.get(namespace, {}))
+            errors += _hpa_conflicts(doc, hpas)
         if doc["kind"] == "NodePool":
             ref = ((doc.get("spec") or {}).get("template") or {}).get("spec", {})
             name = (ref.get("nodeClassRef") or {}).get("name")

@@ -143,3 +143,30 @@ def test_manifests_reports_custom_resource_errors_as_schema_errors(
     assert [str(e) for e in errors] == [
         "inference.scaledobject.inference: spec.pollingIntervall: unknown field"
     ]
+
+
+def test_an_hpa_on_the_same_deployment_is_refused_unless_taken_over(
+    dev_docs: list[dict[str, Any]],
+) -> None:
+    (scaled,) = [d for d in dev_docs if d["kind"] == "ScaledObject"]
+    target = scaled["spec"]["scaleTargetRef"]["name"]
+    old_hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": target, "namespace": scaled["metadata"]["namespace"]},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+        },
+    }
+    # What the program renders takes the old HPA over: accepted.
+    clean = [e for _, p in crd_check.check_documents([*dev_docs, old_hpa]) for e in p]
+    assert clean == []
+    # Without the take-over annotation KEDA's webhook refuses it.
+    errors = errors_after(
+        [*dev_docs, old_hpa], "ScaledObject", lambda d: d["metadata"].pop("annotations")
+    )
+    assert errors == [
+        f"spec.scaleTargetRef: the workload {target!r} is already managed by the hpa {target!r}"
+    ]
