@@ -8,6 +8,11 @@ Sources the assertions encode:
 - KEDA AWS pod identity: https://keda.sh/docs/latest/authentication-providers/aws/
   (``provider: aws``; the operator's role unless ``roleArn`` is given).
 - AMP IAM actions: https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-and-IAM.html.
+- KEDA chart per Kubernetes minor: KEDA's compatibility matrix
+  (https://keda.sh/docs/latest/operate/cluster/: v2.17 tested on 1.30-1.32, v2.20 on 1.33-1.35);
+  chart versions 2.17.2 and 2.20.2 as published (adfinis/helm-charts#1447, #2005 track them).
+- AMP collector's Kubernetes identity (``aps-collector-user``, the role ARN without its path):
+  https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-collector-how-to.html.
 - The service's metrics: service/metrics.py (names), service/access.py (the /metrics request is
   itself in flight while it is scraped).
 """
