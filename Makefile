@@ -54,7 +54,7 @@ demo: $(VENV)/.installed ## package the model, serve it (in a container when Doc
 	$(PY) -m scripts.demo
 
 manifests: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
-	$(PY) -m infra.tools.manifests --stack $(STACK)
+	$(PY) -m infra.tools.manifests --stack $(STACK) $(foreach s,$(SET),--set $(s))
 
 plan: $(VENV)/.installed ## what `pulumi up -s STACK` would declare, from the program run under mocks
 	$(PY) -m infra.tools.plan --stack $(STACK)

@@ -293,7 +293,7 @@ class Workload(pulumi.ComponentResource):
         self,
         name: str,
         args: WorkloadArgs,
-        meta: Callable[[str], k8s.meta.v1.ObjectMetaArgs],
+        meta: Callable[..., k8s.meta.v1.ObjectMetaArgs],
         deployment: k8s.apps.v1.Deployment,
         child: pulumi.ResourceOptions,
     ) -> None:

@@ -288,6 +288,25 @@ def program_resources(
     return resources, str(version)
 
 
+def overridden_run(stack: str, overrides: Sequence[str]) -> ProgramRun:
+    """The program run for ``stack`` with some of its config keys changed (``KEY=VALUE``)."""
+    from infra.config import PROJECT
+    from infra.tools import plan
+
+    values, secret_keys = plan.read_stack_config(plan.config_file(stack))
+    values = dict(values)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE (KEY= removes the key)")
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if value:
+            values[full] = value
+        else:
+            values.pop(full, None)
+    return plan.run_program(stack, config=values, secret_keys=secret_keys)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; see the module docstring."""
     parser = argparse.ArgumentParser(
@@ -300,11 +319,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-checkov", action="store_true", help="skip the checkov scan (schemas only)"
     )
     parser.add_argument("--checkov", type=Path, default=DEFAULT_CHECKOV, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of the stack file for this render (KEY= removes it), e.g. "
+        "--set nodeProvisioner=karpenter --set gpuNodeMin=",
+    )
     args = parser.parse_args(argv)
     out_dir: Path = args.out or REPO_ROOT / "build" / "manifests" / args.stack
 
     try:
-        resources, kubernetes_version = program_resources(args.stack)
+        run = overridden_run(args.stack, args.set) if args.set else None
+        resources, kubernetes_version = program_resources(args.stack, run)
         docs = documents(resources)
         version = schema_version(kubernetes_version)
     except Exception as exc:  # the program or its config refused the stack: say why, exit 2

@@ -177,3 +177,15 @@ def test_checkov_passes_every_stack_and_catches_a_weakened_pod(
     assert report.passed > 0
     for skipped in report.skipped:
         assert skipped.reason, f"{skipped.check_id} skipped without a reason"
+
+
+def test_cli_renders_a_karpenter_stack_with_overrides(tmp_path: Path) -> None:
+    """`make manifests STACK=staging SET="nodeProvisioner=karpenter gpuNodeMin="`."""
+    argv = ["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]
+    argv += ["--set", "nodeProvisioner=karpenter", "--set", "gpuNodeMin="]
+    assert manifests.main(argv) == 0
+    files = {p.name for p in tmp_path.glob("*.yaml")}
+    assert {"_cluster.nodepool.gpu.yaml", "_cluster.ec2nodeclass.gpu.yaml"} <= files
+    # Without removing gpuNodeMin the config refuses the mix (one pool, one provisioner): exit 2.
+    mixed = ["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]
+    assert manifests.main([*mixed, "--set", "nodeProvisioner=karpenter"]) == 2
