@@ -25,6 +25,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from infra.delivery import plan_diff
+from infra.delivery.commenter import post
 from infra.delivery.ephemeral import (
     EphemeralStackError,
     deploy,
@@ -32,7 +33,7 @@ from infra.delivery.ephemeral import (
     format_deployed,
 )
 from infra.delivery.expiry import ephemeral_stack_name
-from infra.delivery.pr_comment import CommentError, GitHub, fit_detail, parse_pr_number
+from infra.delivery.pr_comment import CommentError, GitHub, parse_pr_number
 from infra.delivery.preview import (
     LONG_LIVED_STACKS,
     render_preview_comment,
@@ -118,18 +119,10 @@ def _cmd_sweep(args: argparse.Namespace, env: Env) -> int:
 
 def _cmd_comment(args: argparse.Namespace, env: Env) -> int:
     number = args.pr if args.pr is not None else parse_pr_number(args.pr_file.read_text())
-    github = env.github()
-    if args.expect_head_sha:
-        # The PR number came from a fork's artifact: only trust it if that PR's head is the
-        # commit the artifact was built from.
-        head = github.pull_request_head(number)
-        if head != args.expect_head_sha:
-            # A newer push (whose own run will comment) or a forged number: post nothing.
-            env.out(f"comment: skipped, PR #{number} head is {head}, not {args.expect_head_sha}")
-            return 0
     text = args.body_file.read_text(encoding="utf-8")
-    body = fit_detail("", text, reserve=200)
-    env.out(f"comment: {github.upsert_comment(number, args.key, body)} on PR #{number}")
+    # With --expect-head-sha the number is only trusted if that PR's head is the commit the
+    # artifact was built from (see infra.delivery.commenter).
+    post(env.github(), number, args.key, text, args.expect_head_sha, env.out)
     return 0
 
 
