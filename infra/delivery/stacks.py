@@ -56,6 +56,9 @@ class StackLike(Protocol):
         diff: bool | None = None,
         color: str | None = None,
         on_output: OutputCallback | None = None,
+        on_event: Callable[[auto.EngineEvent], Any] | None = None,
+        refresh: bool | None = None,
+        plan: str | None = None,
     ) -> auto.PreviewResult: ...
 
     def destroy(
