@@ -122,6 +122,10 @@ class GitHub:
             raise CommentError(f"{method} {path} answered {status}: {message}")
         return payload
 
+    def get(self, path: str) -> Any:
+        """``GET`` a path of the repository's API (``/actions/...``); the JSON answer."""
+        return self._call("GET", path)
+
     def pull_request(self, number: int) -> PullRequest:
         """State, labels and head commit of pull request ``number``, as GitHub has them now."""
         payload = self._call("GET", f"/pulls/{number}")
