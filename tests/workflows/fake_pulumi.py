@@ -14,7 +14,8 @@ pack it checks what the real CLI would need, and fails like a broken job would o
 
 Environment: ``FAKE_PULUMI_STATE`` (state file), ``FAKE_PULUMI_VERSION`` (what ``version``
 prints), ``FAKE_PULUMI_OUTPUTS`` (JSON outputs an ``up`` leaves on the stack),
-``FAKE_PULUMI_POLICY_EVENTS`` (JSON list of policyEvent objects a ``preview`` emits).
+``FAKE_PULUMI_POLICY_EVENTS`` (JSON list of policyEvent objects a ``preview`` emits),
+``FAKE_PULUMI_GRPC_PYTHON`` (an interpreter with grpc, to stream events to the Automation API).
 Run as a script with the base interpreter: it imports only the standard library.
 """
 
@@ -86,13 +87,33 @@ def _fail(message: str, code: int = 255) -> None:
     raise SystemExit(code)
 
 
+_GRPC_SENDER = """
+import json, sys
+import grpc
+from pulumi.runtime.proto import events_pb2, events_pb2_grpc
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    stub = events_pb2_grpc.EventsStub(channel)
+    stub.StreamEvents(iter([events_pb2.EventRequest(event=line) for line in json.loads(sys.argv[2])]))
+"""
+
+
 def _events(path: str | None, events: list[dict[str, Any]]) -> None:
+    """Deliver engine events the way the CLI does: a log file, or gRPC for CLIs after 3.205."""
     if not path:
         return
+    lines = [
+        json.dumps({"sequence": sequence, "timestamp": int(time.time()), **event})
+        for sequence, event in enumerate([*events, {"cancelEvent": {}}])
+    ]
+    if path.startswith("tcp://"):
+        # The engine streams events to the Automation API's Events gRPC service; the sender
+        # runs in an interpreter that has grpc (the test's), this script has only the stdlib.
+        python = os.environ["FAKE_PULUMI_GRPC_PYTHON"]
+        argv = [python, "-c", _GRPC_SENDER, path.removeprefix("tcp://"), json.dumps(lines)]
+        subprocess.run(argv, check=True, timeout=60)  # noqa: S603 - fixed code
+        return
     with open(path, "a", encoding="utf-8") as log:
-        for sequence, event in enumerate([*events, {"cancelEvent": {}}]):
-            log.write(json.dumps({"sequence": sequence, "timestamp": int(time.time()), **event}))
-            log.write("\n")
+        log.write("\n".join(lines) + "\n")
 
 
 def _summary(changes: dict[str, int]) -> dict[str, Any]:
@@ -193,6 +214,9 @@ def main(argv: list[str]) -> int:
     """Answer one CLI invocation, recording it in the state file."""
     state_file = Path(os.environ["FAKE_PULUMI_STATE"])
     state = _load(state_file)
+    # Global flags the Automation API puts before the command (--non-interactive).
+    while argv and argv[0].startswith("--"):
+        argv = argv[1:]
     state["calls"].append({"argv": argv, "cwd": os.getcwd()})
     try:
         verb = argv[0] if argv else ""

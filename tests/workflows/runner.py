@@ -368,6 +368,7 @@ def run_job(
         "GITHUB_WORKSPACE": str(work), "GITHUB_EVENT_NAME": event_name, "GITHUB_REF": ref,
         "RUNNER_TEMP": str(runner_temp), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "FAKE_PULUMI_STATE": str(state), "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "FAKE_PULUMI_GRPC_PYTHON": sys.executable,
     }  # fmt: skip
     env.update({k: str(files[k]) for k in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH")})
     env["GITHUB_STEP_SUMMARY"] = str(files["GITHUB_STEP_SUMMARY"])
