@@ -94,7 +94,7 @@ def serve(state: GitHubState) -> Iterator[str]:
 
         do_GET = do_POST = do_PATCH = _reply  # noqa: N815 - http.server's naming
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

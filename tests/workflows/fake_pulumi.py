@@ -93,7 +93,8 @@ import grpc
 from pulumi.runtime.proto import events_pb2, events_pb2_grpc
 with grpc.insecure_channel(sys.argv[1]) as channel:
     stub = events_pb2_grpc.EventsStub(channel)
-    stub.StreamEvents(iter([events_pb2.EventRequest(event=line) for line in json.loads(sys.argv[2])]))
+    requests = [events_pb2.EventRequest(event=line) for line in json.loads(sys.argv[2])]
+    stub.StreamEvents(iter(requests))
 """
 
 
@@ -110,7 +111,7 @@ def _events(path: str | None, events: list[dict[str, Any]]) -> None:
         # runs in an interpreter that has grpc (the test's), this script has only the stdlib.
         python = os.environ["FAKE_PULUMI_GRPC_PYTHON"]
         argv = [python, "-c", _GRPC_SENDER, path.removeprefix("tcp://"), json.dumps(lines)]
-        subprocess.run(argv, check=True, timeout=60)  # noqa: S603 - fixed code
+        subprocess.run(argv, check=True, timeout=60)
         return
     with open(path, "a", encoding="utf-8") as log:
         log.write("\n".join(lines) + "\n")

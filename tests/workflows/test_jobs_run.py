@@ -57,9 +57,8 @@ def _pulumi_jobs() -> list[tuple[str, str]]:
     for path in sorted(WORKFLOWS.glob("*.yml")):
         for job_id, job in load(path)["jobs"].items():
             text = yaml.safe_dump(job.get("steps", []))
-            if "pulumi-setup" in text or "pulumi/actions" in text or "pulumi " in text:
-                found.append((path.stem, job_id))
-            elif ".venv/bin/python -m infra.delivery" in text:
+            markers = ("pulumi-setup", "pulumi/actions", "pulumi ", ".venv/bin/python -m infra")
+            if any(marker in text for marker in markers):
                 found.append((path.stem, job_id))
     return found
 
@@ -308,7 +307,8 @@ def _run_prod_plan(tmp: Path, checkout: Path, api: str) -> JobRun:
     )
     _assert_ran(run, "preview")
     preview = next(a for a in run.pulumi_calls if a[0] == "preview")
-    assert "--refresh" in preview and "--save-plan" in preview
+    assert "--refresh" in preview
+    assert "--save-plan" in preview
     assert run.pulumi_state["stacks"]["prod"]["config"]["torch-eks-inference:image"] == IMAGE
     assert (run.artifacts / "prod-plan" / "prod.json").is_file(), "the plan travels to `prod`"
     assert "Saved update plan" in run.summary, "the approver reads the plan's summary"
