@@ -384,3 +384,53 @@ def test_a_job_without_the_virtualenv_fails_at_its_first_pulumi_call(
     )
     assert not run.ok
     assert "does not exist" in run.log() or "No such file" in run.log()
+
+
+# --- the privileged, standard-library-only jobs, run with the runner image's own python3 ---
+
+
+@pytest.mark.parametrize(("ci", "ok"), [("success", True), ("failure", False), (None, False)])
+def test_deploy_gate_job_passes_only_when_ci_passed_for_the_commit(
+    tmp_path: Path, checkout: Path, ci: str | None, ok: bool
+) -> None:
+    state = GitHubState()
+    sha = "c" * 40
+    if ci is not None:
+        state.ci_runs.append(
+            {"path": ".github/workflows/ci.yml", "head_sha": sha, "head_branch": "main",
+             "event": "push", "conclusion": ci}
+        )  # fmt: skip
+    event = {"workflow_run": {"head_sha": sha, "conclusion": "success"}}
+    with serve(state) as api:
+        run = run_job(
+            "deploy", "gate", tmp=tmp_path, work=_copy(checkout, tmp_path),
+            event_name="workflow_run", event=event, platform_env={"GITHUB_API_URL": api},
+        )  # fmt: skip
+    assert run.ok is ok, run.log()
+    if ok:
+        assert run.outputs["sha"] == sha
+    query = next(path for method, path in state.requests if "/actions/workflows/" in path)
+    assert query.startswith("/actions/workflows/ci.yml/runs")
+
+
+def test_fork_commenter_job_posts_the_artifact_without_installing_anything(
+    tmp_path: Path, checkout: Path
+) -> None:
+    artifacts = tmp_path / "artifacts" / "plan-diff"
+    artifacts.mkdir(parents=True)
+    (artifacts / "pr-number").write_text("7\n")
+    (artifacts / "dev.md").write_text("### Offline plan diff of dev\n")
+    state = GitHubState()
+    state.pull(7)
+    event = {"workflow_run": {"event": "pull_request", "conclusion": "success",
+                              "head_sha": f"{7:040d}", "id": 99}}  # fmt: skip
+    with serve(state) as api:
+        run = run_job(
+            "plan-diff-comment", "comment", tmp=tmp_path, work=_copy(checkout, tmp_path),
+            event_name="workflow_run", event=event, platform_env={"GITHUB_API_URL": api},
+            artifacts=tmp_path / "artifacts",
+        )  # fmt: skip
+    assert run.ok, run.log()
+    assert not (run.work / ".venv").exists()
+    (comment,) = state.comments.values()
+    assert comment["body"].startswith("<!-- torch-eks-inference:plan-diff:dev -->")
