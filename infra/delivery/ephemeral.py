@@ -180,6 +180,6 @@ def format_failed(stack: str, error: str, run_url: str) -> str:
     where = f" Full log: [this run]({run_url})." if run_url else ""
     return (
         f"### Ephemeral stack `{stack}`: **update failed**\n\n"
-        f"```\n{error[:1500]}\n```\n\nThe stack keeps its previous state and expiry; push a "
-        f"fix to try again, or close the PR to destroy it.{where}\n"
+        f"```\n{error[:1500]}\n```\n\nThe job failed. Push a fix to try again, or close the PR "
+        f"to destroy the stack (the sweeper does, too, once it expires).{where}\n"
     )
