@@ -3,9 +3,15 @@
     plan-diff  --stack dev --base origin/main [--head REV | --head-tree DIR] [--out FILE]
     policy-check [--stack dev ...]                              (offline: the pack on the plan)
     preview    --stack dev --out build/preview [--pr N]          (needs the Pulumi CLI + backend)
-    ephemeral  up --pr N [--ttl-hours 72] [--comment] | down --pr N [--comment]
-    sweep      [--dry-run]
+               [--image REPO@sha256:D] [--refresh] [--save-plan FILE]   (prod's approved plan)
+    ephemeral  up --pr N [--ttl-hours 72] [--comment] [--require-open-label L] | down --pr N
+    sweep      [--dry-run | --list-json] [--pr N]
     comment    --key plan-diff:dev --body-file F (--pr N | --pr-file F) [--expect-head-sha SHA]
+
+Standard library only, for privileged jobs: ``python3 -S -E -m infra.delivery.commenter`` (a
+fork's plan diff) and ``python3 -S -E -m infra.delivery.gate`` (deploy only what CI passed).
+``python -m infra.delivery.oidc`` prints the trust policies; ``python -m infra.delivery.lock``
+writes the hash-pinned lock.
 
 Commands that talk to GitHub read ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY``; commands that talk
 to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND_URL``);

@@ -1,4 +1,4 @@
-"""Deploy only a commit of ``main`` that CI passed: the gate of ``deploy.yml`` (standard library only).
+"""Deploy only a commit of ``main`` that CI passed: ``deploy.yml``'s gate (standard library only).
 
     python3 -S -E -m infra.delivery.gate --sha SHA [--workflow ci.yml] [--branch main]
 

@@ -10,13 +10,16 @@ So a role or a Pulumi team can only be reached from jobs of its own environment,
 environment's own rules (deployment branches, required reviewers) gate the job before it gets
 any token.
 
-Sources: GitHub, "Configuring OpenID Connect in Amazon Web Services" (the ``aud`` is
-``sts.amazonaws.com`` for aws-actions/configure-aws-credentials; with an environment the ``sub``
-is ``repo:ORG/REPO:environment:NAME``) -
-https://docs.github.com/en/actions/how-tos/secure-your-work/security-harden-deployments/oidc-in-aws ;
-Pulumi, "Configuring OpenID Connect for GitHub" (issuer ``https://token.actions.githubusercontent.com``,
-``aud`` ``urn:pulumi:org:<org>``, team tokens scoped ``team:<name>``) -
-https://www.pulumi.com/docs/administration/access-identity/oidc-issuers/github/ .
+Sources:
+
+- GitHub, "Configuring OpenID Connect in Amazon Web Services": the ``aud`` is
+  ``sts.amazonaws.com`` for aws-actions/configure-aws-credentials; with an environment the
+  ``sub`` is ``repo:ORG/REPO:environment:NAME``.
+  https://docs.github.com/en/actions/how-tos/secure-your-work/security-harden-deployments/oidc-in-aws
+- Pulumi, "Configuring OpenID Connect for GitHub": issuer
+  ``https://token.actions.githubusercontent.com``, ``aud`` ``urn:pulumi:org:<org>``, team
+  tokens scoped ``team:<name>``.
+  https://www.pulumi.com/docs/administration/access-identity/oidc-issuers/github/
 """
 
 from __future__ import annotations
