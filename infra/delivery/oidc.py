@@ -101,9 +101,7 @@ def aws_trust_policy(account: str, repository: str, environment: str) -> dict[st
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {
-                    "Federated": f"arn:aws:iam::{account}:oidc-provider/{GITHUB_ISSUER}"
-                },
+                "Principal": {"Federated": f"arn:aws:iam::{account}:oidc-provider/{GITHUB_ISSUER}"},
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {
                     "StringEquals": {
