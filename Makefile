@@ -34,48 +34,48 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtualenvs with every pinned dependency
 
-model: venv ## train, gate and export the bundled digits model into build/model
+model: $(VENV)/.installed ## train, gate and export the bundled digits model into build/model
 	$(PY) -m service.model.package --out build/model
 
-lint: venv ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m scripts.lint_extra
 
-typecheck: venv ## mypy on the service, the infra program, the policy pack and the scripts
+typecheck: $(VENV)/.installed ## mypy on the service, the infra program, the policy pack and the scripts
 	$(VENV)/bin/mypy
 
-test-fast: venv ## the tests only, without lint and type-check
+test-fast: $(VENV)/.installed ## the tests only, without lint and type-check
 	$(VENV)/bin/pytest
 
 test: lint typecheck test-fast ## lint + type-check + every test that runs without a cloud account
 
-demo: venv ## package the model, serve it (in a container when Docker is there) and send real predictions
+demo: $(VENV)/.installed ## package the model, serve it (in a container when Docker is there) and send real predictions
 	$(PY) -m scripts.demo
 
-manifests: venv $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
+manifests: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
 	$(PY) -m infra.tools.manifests --stack $(STACK)
 
-plan: venv ## what `pulumi up -s STACK` would declare, from the program run under mocks
+plan: $(VENV)/.installed ## what `pulumi up -s STACK` would declare, from the program run under mocks
 	$(PY) -m infra.tools.plan --stack $(STACK)
 
-bench: venv ## the service benchmarks; writes benchmarks/results.md (about 9 min)
+bench: $(VENV)/.installed ## the service benchmarks; writes benchmarks/results.md (about 9 min)
 	$(PY) -m benchmarks.run
 
-bench-container: venv ## image size, cold start, rebuild time, container vs native throughput
+bench-container: $(VENV)/.installed ## image size, cold start, rebuild time, container vs native throughput
 	$(PY) -m benchmarks.container
 
 VARIANT ?= cpu
-image: venv ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
+image: $(VENV)/.installed ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
 	$(PY) -m scripts.container build --variant $(VARIANT)
 
-run-pod: venv ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
+run-pod: $(VENV)/.installed ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
 	$(PY) -m scripts.container run-pod --variant $(VARIANT)
 
-plan-diff: venv ## offline plan diff of STACK between BASE (default origin/main) and the working tree
+plan-diff: $(VENV)/.installed ## offline plan diff of STACK between BASE (default origin/main) and the working tree
 	$(PY) -m infra.delivery plan-diff --stack $(STACK) --base $(or $(BASE),origin/main)
 
-policy: venv ## run the CrossGuard policy pack on every stack's mock inventory
+policy: $(VENV)/.installed ## run the CrossGuard policy pack on every stack's mock inventory
 	$(PY) -m infra.delivery policy-check
 
 lock: venv ## rewrite requirements/infra.lock (hash-pinned, what CI's Pulumi jobs install) from the pins

@@ -31,6 +31,7 @@ from infra.cluster import (  # noqa: E402
     Cluster,
     ClusterArgs,
 )
+from infra.cluster_rbac import WorkloadDeployerRbac  # noqa: E402
 from infra.config import ImageVariant, StackConfig  # noqa: E402
 from infra.network import Network, NetworkArgs  # noqa: E402
 from infra.observability import (  # noqa: E402
@@ -149,14 +150,17 @@ def long_lived(cfg: StackConfig) -> None:
             gpu_instance_types=cfg.gpu_instance_types,
             gpu_capacity_type=cfg.gpu_capacity_type,
             gpu_scaling=cfg.gpu_nodes,
-            gpus_per_node=cfg.gpus_per_node,
             gpu_root_volume_gib=cfg.gpu_root_volume_gib,
             system_instance_type=cfg.system_instance_type,
             system_scaling=cfg.system_nodes,
             log_retention_days=cfg.log_retention_days,
             deletion_protection=cfg.deletion_protection,
             tags=tags,
+            upgrade_support_type=cfg.upgrade_support_type,
             admin_role_arns=cfg.admin_role_arns,
+            deploy_role_arns=cfg.deploy_role_arns,
+            preview_role_arns=cfg.preview_role_arns,
+            ephemeral_role_arns=cfg.ephemeral_role_arns,
         ),
     )
     logs = ContainerInsightsLogs(
@@ -171,9 +175,13 @@ def long_lived(cfg: StackConfig) -> None:
             tags=tags,
         ),
     )
+    # Every Kubernetes call waits for the access entries: without one, EKS answers 401.
     provider = k8s.Provider(
-        "k8s", kubeconfig=cluster.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[cluster])
+        "k8s",
+        kubeconfig=cluster.kubeconfig,
+        opts=pulumi.ResourceOptions(depends_on=[cluster, *cluster.access_resources]),
     )
+    WorkloadDeployerRbac("workload-deployers", opts=pulumi.ResourceOptions(provider=provider))
     addons = Addons(
         "addons",
         AddonsArgs(
@@ -229,7 +237,9 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
-    pulumi.export("gpuNodeGroupName", cluster.gpu_node_group_name)
+    pulumi.export("gpuNodeGroupNames", cluster.gpu_node_group_names)
+    # pr-* stacks on this cluster check at plan time that they fit in these GPUs.
+    pulumi.export("prGpuSlots", cfg.pr_gpu_slots)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("ecrRegistryId", registry.registry_id)
     pulumi.export("imageName", image.image_name)
@@ -247,11 +257,36 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("alarmNames", monitoring.alarm_names)
 
 
+class NoGpuCapacityError(pulumi.RunError):
+    """A pr stack would wait Pending for GPUs its cluster never provides."""
+
+
+def _require_gpu_slots(cfg: StackConfig, slots: pulumi.Output[object]) -> None:
+    """Refuse, at plan time, a pr stack that needs more GPUs than its cluster keeps for pr stacks.
+
+    Without this the Deployment sits Pending until the provider's rollout await gives up after
+    20 minutes.
+    """
+
+    def check(value: object) -> None:
+        available = int(value) if isinstance(value, int | float | str) and str(value) else 0
+        if cfg.gpus_needed > available:
+            raise NoGpuCapacityError(
+                f"{cfg.stack} needs {cfg.gpus_needed} GPU(s) (hpaMaxReplicas "
+                f"{cfg.hpa_max_replicas} + 1 rollout surge) but {cfg.cluster_stack} keeps "
+                f"prGpuSlots = {available} for pr stacks; raise prGpuSlots (and gpuNodeMax) on "
+                "that stack, or set imageVariant: cpu here"
+            )
+
+    slots.apply(check)
+
+
 def ephemeral(cfg: StackConfig) -> None:
     """A pr-<n> stack: a namespace, workload, secret and image tag on the borrowed cluster."""
     assert cfg.cluster_stack is not None  # load_stack_config guarantees it for pr stacks
     base = pulumi.StackReference(cfg.cluster_stack)
     cluster_name = base.require_output("clusterName")
+    _require_gpu_slots(cfg, base.get_output("prGpuSlots"))
     provider = k8s.Provider("k8s", kubeconfig=base.require_output("kubeconfig"))
     image = ServiceImage(
         "image",

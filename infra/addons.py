@@ -12,6 +12,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY, SYSTEM_NODE_LABELS
+from infra.eks_versions import CLUSTER_AUTOSCALER
 from infra.iam import (
     AccountContext,
     document,
@@ -25,11 +26,20 @@ NVIDIA_DEVICE_PLUGIN_CHART: Final = (
     "nvidia-device-plugin",
     "0.17.1",
 )
-CLUSTER_AUTOSCALER_CHART: Final = (
+#: cluster-autoscaler's chart repository; chart version and image tag follow the cluster's minor
+#: version from one map, ``infra.eks_versions.CLUSTER_AUTOSCALER``.
+CLUSTER_AUTOSCALER_REPOSITORY: Final = (
     "https://kubernetes.github.io/autoscaler",
     "cluster-autoscaler",
-    "9.46.6",
 )
+
+
+def cluster_autoscaler_pin(kubernetes_version: str) -> tuple[tuple[str, str, str], str]:
+    """((repository, chart, chart version), image tag) for a cluster's Kubernetes minor."""
+    chart_version, image_tag = CLUSTER_AUTOSCALER[kubernetes_version]
+    return (*CLUSTER_AUTOSCALER_REPOSITORY, chart_version), image_tag
+
+
 CLUSTER_AUTOSCALER_SERVICE_ACCOUNT: Final = "cluster-autoscaler"
 CLOUDWATCH_AGENT_NAMESPACE: Final = "amazon-cloudwatch"
 CLOUDWATCH_AGENT_SERVICE_ACCOUNT: Final = "cloudwatch-agent"
@@ -254,12 +264,13 @@ class Addons(pulumi.ComponentResource):
                 parent=self, depends_on=[self.addons["eks-pod-identity-agent"]]
             ),
         )
+        chart, image_tag = cluster_autoscaler_pin(self._args.kubernetes_version)
         values: dict[str, Any] = {
             "cloudProvider": "aws",
             "awsRegion": self._ctx.region,
             "autoDiscovery": {"clusterName": cluster_name},
             # The autoscaler's minor version must match the cluster's.
-            "image": {"tag": f"v{self._args.kubernetes_version}.0"},
+            "image": {"tag": image_tag},
             "fullnameOverride": "cluster-autoscaler",
             "rbac": {
                 "create": True,
@@ -274,9 +285,7 @@ class Addons(pulumi.ComponentResource):
             "nodeSelector": dict(SYSTEM_NODE_LABELS),
             "priorityClassName": "system-cluster-critical",
         }
-        return self._kube_system_release(
-            f"{name}-cluster-autoscaler", CLUSTER_AUTOSCALER_CHART, values, [association]
-        )
+        return self._kube_system_release(f"{name}-cluster-autoscaler", chart, values, [association])
 
 
 def _addon_configuration(addon: str) -> str | None:

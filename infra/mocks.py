@@ -21,6 +21,8 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
+from infra.simulated_account import SimulatedAccount
+
 ACCOUNT_ID: Final = "123456789012"
 DEPLOYER_ROLE: Final = "PulumiDeployer"
 #: A syntactically valid certificate: what EKS returns base64-encoded as certificateAuthority.data.
@@ -68,6 +70,8 @@ class Registration:
     #: URNs this resource explicitly depends on (depends_on, expanded by the SDK).
     dependencies: tuple[str, ...] = ()
     protect: bool = False
+    #: The resource asked to be deleted before its replacement is created.
+    delete_before_replace: bool = False
     read: bool = False
     custom: bool = True
 
@@ -100,17 +104,24 @@ class RecordingMonitor(MockMonitor):
     def _record(self, request: Any, response: Any, read: bool) -> None:
         props = request.properties if read else request.object
         outputs = response.properties if read else response.object
+        inputs = rpc.deserialize_properties(props)
+        answered = rpc.deserialize_properties(outputs)
+        account = self.mocks.account if isinstance(self.mocks, ProgramMocks) else None
+        if account is not None:
+            # Raises what AWS would answer; the registration, and so the run, fails with it.
+            account.on_register(response.urn, request.type, inputs, answered, read=read)
         self.registrations.append(
             Registration(
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
                 parent_urn=request.parent or None,
-                inputs=rpc.deserialize_properties(props),
-                outputs=rpc.deserialize_properties(outputs),
+                inputs=inputs,
+                outputs=answered,
                 id=str(getattr(response, "id", "") or request.name),
                 dependencies=tuple(getattr(request, "dependencies", ()) or ()),
                 protect=bool(getattr(request, "protect", False)),
+                delete_before_replace=bool(getattr(request, "deleteBeforeReplace", False)),
                 read=read,
                 custom=bool(getattr(request, "custom", True)),
             )
@@ -129,6 +140,13 @@ class ProgramMocks(pulumi.runtime.Mocks):
     account_id: str = ACCOUNT_ID
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secret_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: When given, every creation is checked against (and recorded in) this account's state.
+    account: SimulatedAccount | None = None
+
+    @property
+    def caller_role(self) -> str:
+        """The IAM role whose session runs `pulumi`."""
+        return self.account.caller_role if self.account is not None else DEPLOYER_ROLE
 
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -138,13 +156,13 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if function == "aws:index/getCallerIdentity:getCallerIdentity":
             answers = {
                 "accountId": acct,
-                "arn": f"arn:aws:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session",
+                "arn": f"arn:aws:sts::{acct}:assumed-role/{self.caller_role}/pulumi-session",
                 "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
                 "id": acct,
             }
         elif function == "aws:iam/getSessionContext:getSessionContext":
             arn = str(a.get("arn", ""))
-            role = arn.split("/")[1] if ":assumed-role/" in arn else DEPLOYER_ROLE
+            role = arn.split("/")[1] if ":assumed-role/" in arn else self.caller_role
             answers = {
                 "arn": arn,
                 "issuerArn": f"arn:aws:iam::{acct}:role/{role}",
@@ -379,7 +397,15 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if typ == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
             return {"__id": str(inputs.get("repository")), "registryId": acct}
         if typ == "aws:secretsmanager/secret:Secret":
-            secret = str(inputs.get("name") or _autoname(name))
+            # name_prefix: AWS appends 26 characters (what Terraform's id.PrefixedUniqueId does).
+            name_prefix = inputs.get("namePrefix")
+            # The provider's suffix is time-based (Terraform's id.PrefixedUniqueId): a new one on
+            # every create. Plans stay stable; a simulated account gets a fresh one each time.
+            creation = self.account.next_creation() if self.account is not None else 0
+            unique = _hex(name, name_prefix, "secret-name", creation, length=26)
+            secret = str(
+                inputs.get("name") or (f"{name_prefix}{unique}" if name_prefix else _autoname(name))
+            )
             arn = self._arn("secretsmanager", f"secret:{secret}-{_alnum(secret, length=6)}")
             return {"__id": arn, "arn": arn, "name": secret}
         if typ == "aws:secretsmanager/secretVersion:SecretVersion":

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from infra.config import ImageVariant
+from infra.config import MAX_EXPIRY_HOURS, ImageVariant
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 #: The image definition, relative to the repository root (the build context).
@@ -25,12 +25,22 @@ PLATFORM: Final = "linux/amd64"
 #: Tags pushed by pr-* stacks start with this, so the lifecycle policy can expire them early.
 PR_TAG_PREFIX: Final = "pr-"
 UNTAGGED_EXPIRY_DAYS: Final = 7
-PR_TAG_EXPIRY_DAYS: Final = 14
-KEEP_IMAGES: Final = 50
+#: A pr stack lives at most MAX_EXPIRY_HOURS and re-pushes its image on every update, so an image
+#: older than that (plus a day) cannot be the one a live pr stack runs.
+PR_TAG_EXPIRY_DAYS: Final = MAX_EXPIRY_HOURS // 24 + 1
+#: Tags a repository lets be pushed again (a reopened pull request, a retried `up`); every other
+#: tag stays immutable. ECR: imageTagMutability IMMUTABLE_WITH_EXCLUSION with WILDCARD filters
+#: (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html).
+MUTABLE_TAG_FILTER: Final = f"{PR_TAG_PREFIX}*"
 
 
 def lifecycle_policy() -> str:
-    """Expire untagged images, pr-* images after two weeks, and keep the newest 50 overall."""
+    """Expire untagged images, and pr-* images older than any pr stack can live.
+
+    No count rule touches the tags long-lived stacks deploy: "keep the newest N" would expire
+    the image prod runs once N newer images were pushed, and its pods could no longer be
+    rescheduled. Rule semantics: https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html
+    """
     rules = [
         {
             "rulePriority": 1,
@@ -52,16 +62,6 @@ def lifecycle_policy() -> str:
                 "countType": "sinceImagePushed",
                 "countUnit": "days",
                 "countNumber": PR_TAG_EXPIRY_DAYS,
-            },
-            "action": {"type": "expire"},
-        },
-        {
-            "rulePriority": 3,
-            "description": f"keep the newest {KEEP_IMAGES} images",
-            "selection": {
-                "tagStatus": "any",
-                "countType": "imageCountMoreThan",
-                "countNumber": KEEP_IMAGES,
             },
             "action": {"type": "expire"},
         },
@@ -118,7 +118,7 @@ class RegistryArgs:
 
 
 class Registry(pulumi.ComponentResource):
-    """A private ECR repository: KMS-encrypted, immutable tags, scanned on push, with expiry."""
+    """A private ECR repository: KMS-encrypted, immutable tags but pr-*, scanned on push, expiry."""
 
     repository_url: pulumi.Output[str]
     registry_id: pulumi.Output[str]
@@ -141,7 +141,12 @@ class Registry(pulumi.ComponentResource):
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,
-            image_tag_mutability="IMMUTABLE",
+            image_tag_mutability="IMMUTABLE_WITH_EXCLUSION",
+            image_tag_mutability_exclusion_filters=[
+                aws.ecr.RepositoryImageTagMutabilityExclusionFilterArgs(
+                    filter=MUTABLE_TAG_FILTER, filter_type="WILDCARD"
+                )
+            ],
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                 scan_on_push=True
             ),
@@ -150,8 +155,9 @@ class Registry(pulumi.ComponentResource):
                     encryption_type="KMS", kms_key=key.arn
                 )
             ],
-            # Only a throwaway stack may delete a repository that still holds images.
-            force_delete=args.ephemeral,
+            # ECR refuses to delete a repository that holds images (RepositoryNotEmptyException),
+            # which would make `pulumi destroy` of dev fail: only protected stacks keep them.
+            force_delete=args.ephemeral or not args.deletion_protection,
             tags=dict(args.tags),
             opts=protect,
         )

@@ -14,6 +14,7 @@ from datetime import datetime
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.config import ROLLOUT_MAX_SURGE
 from infra.k8s_network import (
     SERVICE_EXPOSURES,
     ServiceExposure,
@@ -186,7 +187,7 @@ class Workload(pulumi.ComponentResource):
                     # Never drop below the serving count during a rollout; GPUs are scarce, so
                     # surge one pod at a time.
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=1
+                        max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
                     ),
                 ),
                 template=pod_template(

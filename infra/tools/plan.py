@@ -35,6 +35,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
 from infra.mocks import ProgramMocks, RecordingMonitor, Registration
+from infra.simulated_account import SimulatedAccount
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 PROGRAM: Final = REPO_ROOT / "infra" / "__main__.py"
@@ -111,12 +112,15 @@ def run_program(
     secret_keys: Sequence[str] = (),
     referenced: Mapping[str, ProgramRun] | None = None,
     program: Callable[[], None] | None = None,
+    account: SimulatedAccount | None = None,
 ) -> ProgramRun:
     """Run infra/__main__.py for ``stack`` under mocks and return what it declared.
 
     ``config`` defaults to the stack's file; a pr-* stack gets a fixed sample expiry unless
     ``config`` names one, and the stack it references is run first unless ``referenced`` has it.
     ``program`` replaces infra/__main__.py (tests run single components this way).
+    ``account`` checks every creation against a simulated AWS account's state and rules (and
+    records it there), so sequences of runs (up, destroy, up) behave as they would in AWS.
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
     if config is None:
@@ -135,6 +139,7 @@ def run_program(
         region=config.get("aws:region", "us-west-2"),
         stack_outputs={name: run.outputs for name, run in referenced.items()},
         secret_outputs={name: tuple(run.secret_outputs) for name, run in referenced.items()},
+        account=account,
     )
     monitor = RecordingMonitor(mocks)
     # A fresh root Stack resource and RPC bookkeeping for every run.

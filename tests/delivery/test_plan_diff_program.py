@@ -15,7 +15,9 @@ from infra.delivery.plan_diff import base_worktree, plan_diff
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = Path("stacks") / "Pulumi.dev.yaml"
-EDITS = {"hpaMaxReplicas: 2\n": "hpaMaxReplicas: 1\n", "    - g6.xlarge\n": "    - g6e.xlarge\n"}
+# A size change within one GPU family: one node group changes (another family would be another
+# node group: one added, one removed).
+EDITS = {"hpaMaxReplicas: 2\n": "hpaMaxReplicas: 1\n", "    - g5.xlarge\n": "    - g5.2xlarge\n"}
 
 
 def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> None:
@@ -40,6 +42,6 @@ def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> No
     assert "`aws:eks/nodeGroup:NodeGroup`" in changed
     rows = [line for line in changed.splitlines() if line.startswith("| `")]
     assert sorted(rows) == [
-        '| `instanceTypes[1]` | `"g6.xlarge"` | `"g6e.xlarge"` |',
+        '| `instanceTypes[0]` | `"g5.xlarge"` | `"g5.2xlarge"` |',
         "| `spec.maxReplicas` | `2` | `1` |",
     ]
