@@ -46,6 +46,8 @@ class Environment:
     stacks: tuple[str, ...]  # stacks that team may read or write
     main_only: bool  # deployment branch rule: only refs/heads/main
     reviewers: bool = False  # required reviewers before the job starts
+    #: where the role goes in the program's config for an EKS access entry: (stack, config key)
+    cluster_access: tuple[tuple[str, str], ...] = ()
 
 
 ENVIRONMENTS: tuple[Environment, ...] = (
@@ -55,6 +57,7 @@ ENVIRONMENTS: tuple[Environment, ...] = (
         "pr-preview",
         ("dev", "staging"),
         main_only=False,
+        cluster_access=(("dev", "previewRoleArns"), ("staging", "previewRoleArns")),
     ),
     Environment(
         "ephemeral",
@@ -62,19 +65,41 @@ ENVIRONMENTS: tuple[Environment, ...] = (
         "ephemeral",
         ("pr-*", "dev (read: StackReference)"),
         main_only=False,
+        cluster_access=(("dev", "ephemeralRoleArns"),),
     ),
     Environment("build", "build and push the image once per commit", None, (), main_only=True),
-    Environment("dev", "deploy dev", "deploy-dev", ("dev",), main_only=True),
-    Environment("staging", "deploy staging", "deploy-staging", ("staging",), main_only=True),
+    Environment(
+        "dev",
+        "deploy dev",
+        "deploy-dev",
+        ("dev",),
+        True,
+        cluster_access=(("dev", "deployRoleArns"),),
+    ),
+    Environment(
+        "staging",
+        "deploy staging",
+        "deploy-staging",
+        ("staging",),
+        True,
+        cluster_access=(("staging", "deployRoleArns"),),
+    ),
     Environment(
         "production-plan",
         "refresh + preview prod into a saved plan (read-only role)",
         "plan-prod",
         ("prod",),
         main_only=True,
+        cluster_access=(("prod", "previewRoleArns"),),
     ),
     Environment(
-        "production", "apply prod's approved plan", "deploy-prod", ("prod",), True, reviewers=True
+        "production",
+        "apply prod's approved plan",
+        "deploy-prod",
+        ("prod",),
+        True,
+        reviewers=True,
+        cluster_access=(("prod", "deployRoleArns"),),
     ),
 )
 BY_NAME = {environment.name: environment for environment in ENVIRONMENTS}
@@ -140,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "purpose": e.purpose,
                 "deploymentBranches": "main" if e.main_only else "any (pull requests)",
                 "requiredReviewers": e.reviewers,
+                "clusterAccess": [f"{stack}: {key}" for stack, key in e.cluster_access],
                 "awsTrustPolicy": aws_trust_policy(args.account, args.repository, e.name),
                 "pulumi": pulumi_policy(args.pulumi_org, args.repository, e.name)
                 if e.pulumi_team

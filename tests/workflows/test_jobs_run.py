@@ -320,24 +320,21 @@ def _run_deploy_stack(tmp: Path, checkout: Path, api: str) -> JobRun:
         pytest.skip("infra/delivery/deploy.py (branch `promote`) is not merged yet")
     _seed(tmp, "dev")
     inputs = {
-        "stack": "dev",
-        "environment": "dev",
-        "sha": "a" * 40,
-        "image": IMAGE,
-        "plan-artifact": "",
-    }
+        "stack": "dev", "environment": "dev", "sha": "a" * 40, "image": IMAGE, "plan-artifact": "",
+    }  # fmt: skip
     run = run_job(
-        "deploy-stack",
-        "up",
-        tmp=tmp,
-        work=_copy(checkout, tmp),
-        event_name="workflow_run",
-        event={},
-        variables=VARIABLES,
-        inputs=inputs,
+        "deploy-stack", "up", tmp=tmp, work=_copy(checkout, tmp), event_name="workflow_run",
+        event={}, variables=VARIABLES, inputs=inputs,
         platform_env={"GITHUB_API_URL": api, "FAKE_PULUMI_OUTPUTS": json.dumps(OUTPUTS)},
-    )
-    _assert_ran(run, "up")
+    )  # fmt: skip
+    # The update must reach Pulumi with the project's venv. What follows it, the smoke test
+    # against the deployed service, cannot pass against this fake (there is no service), so
+    # the job's own outcome is not asserted here; infra/delivery/deploy.py's tests cover it.
+    assert [argv[0] for argv in run.pulumi_calls].count("up") >= 1, run.log()
+    assert run.pulumi_state["checked"], "the fake checked the venv before the update"
+    assert "virtualenv" not in run.log(), run.log()
+    up = next(argv for argv in run.pulumi_calls if argv[0] == "up")
+    assert "--policy-pack" in up
     return run
 
 

@@ -351,6 +351,18 @@ def test_trust_policies_accept_only_their_environment() -> None:
     assert oidc.main(["--repository", "o/r", "--account", "123456789012"]) == 0
 
 
+def test_each_environment_role_maps_to_an_access_entry_key_the_program_reads() -> None:
+    # The program gives EKS access entries to the roles listed in these config keys
+    # (Pulumi.yaml); a CI role missing from them cannot reach the cluster.
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    for environment in oidc.ENVIRONMENTS:
+        for stack, key in environment.cluster_access:
+            assert key in declared, (environment.name, key)
+            assert stack in {"dev", "staging", "prod"}
+    assert ("prod", "deployRoleArns") in oidc.BY_NAME["production"].cluster_access
+    assert not any(s == "prod" for s, _ in oidc.BY_NAME["preview"].cluster_access)
+
+
 def test_ephemeral_concurrency_is_per_job_and_shared_with_the_sweeper() -> None:
     document = workflow("ephemeral")
     assert "concurrency" not in document, "a workflow-level group lets skipped runs cancel"
