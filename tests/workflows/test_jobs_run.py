@@ -361,26 +361,25 @@ def test_the_job_runs_with_the_virtualenv_pulumi_needs(
 def test_a_job_without_the_virtualenv_fails_at_its_first_pulumi_call(
     tmp_path: Path, checkout: Path, github: tuple[GitHubState, str]
 ) -> None:
-    """The fake pulumi is what makes the tests above able to fail: drop the venv step."""
+    """What makes the runs above able to fail: a job that fills some other virtualenv.
+
+    The job still works up to Pulumi (its own commands run with the venv it made), and the fake
+    CLI then refuses the program, as the real language host would run it in the venv
+    Pulumi.yaml names, which does not exist.
+    """
     work = _copy(checkout, tmp_path)
-    action = work / ".github" / "actions" / "pulumi-setup" / "action.yml"
-    text = action.read_text()
-    action.write_text(
-        text.replace("python -m venv .venv", "python -m venv /tmp/not-the-project-venv-$$")
-    )
+    for relative in (".github/actions/pulumi-setup/action.yml", ".github/workflows/ephemeral.yml"):
+        path = work / relative
+        path.write_text(path.read_text().replace(".venv", ".venv-ci"))
     _seed(tmp_path, "pr-7")
     run = run_job(
-        "ephemeral",
-        "down",
-        tmp=tmp_path,
-        work=work,
-        event_name="pull_request",
-        event=_pull_request_event("closed"),
-        variables=VARIABLES,
+        "ephemeral", "down", tmp=tmp_path, work=work, event_name="pull_request",
+        event=_pull_request_event("closed"), variables=VARIABLES,
         platform_env={"GITHUB_API_URL": github[1]},
-    )
+    )  # fmt: skip
     assert not run.ok
-    assert "does not exist" in run.log() or "No such file" in run.log()
+    assert "the job did not create it before calling pulumi" in run.log(), run.log()
+    assert "pr-7" in run.pulumi_state["stacks"], "nothing was destroyed"
 
 
 # --- the privileged, standard-library-only jobs, run with the runner image's own python3 ---
