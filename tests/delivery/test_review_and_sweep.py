@@ -352,3 +352,33 @@ def test_github_pull_request_reads_state_labels_and_head() -> None:
     api.state = "closed"
     pull = GitHub("o/r", api).pull_request(1)
     assert (pull.open, pull.labels, pull.head_sha) == (False, ("preview-env",), "abc")
+
+
+# --- item 4: the deploy gate ------------------------------------------------------------
+
+
+def _runs_api(runs: list[dict[str, str]]) -> GitHub:
+    def transport(method: str, url: str, body: object) -> tuple[int, object]:
+        query = dict(part.split("=", 1) for part in url.split("?", 1)[1].split("&"))
+        found = [r for r in runs if r["head_sha"] == query["head_sha"]]
+        found = [r for r in found if r["conclusion"] == query["status"]]
+        found = [r for r in found if r["head_branch"] == query["branch"]]
+        found = [r for r in found if r["event"] == query["event"]]
+        return 200, {"total_count": len(found), "workflow_runs": found}
+
+    return GitHub("o/r", transport)
+
+
+def test_gate_passes_only_a_green_push_run_of_main_for_that_commit() -> None:
+    from infra.delivery.gate import ci_passed
+    from infra.delivery.gate import main as gate_main
+
+    sha = "b" * 40
+    green = {"head_sha": sha, "conclusion": "success", "head_branch": "main", "event": "push"}
+    assert ci_passed(_runs_api([green]), sha, "ci.yml", "main")
+    for change in ({"conclusion": "failure"}, {"head_branch": "x"}, {"event": "pull_request"}):
+        assert not ci_passed(_runs_api([{**green, **change}]), sha, "ci.yml", "main"), change
+    assert not ci_passed(_runs_api([green]), "c" * 40, "ci.yml", "main")
+    assert gate_main(["--sha", "HEAD"], _runs_api([green])) == 2, "a SHA, not a revision name"
+    assert gate_main(["--sha", sha, "--workflow", "../x"], _runs_api([green])) == 2
+    assert gate_main(["--sha", sha], _runs_api([])) == 1
