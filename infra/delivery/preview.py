@@ -23,7 +23,9 @@ next step as environment variables, which Linux caps at 128 KiB each.
 
 from __future__ import annotations
 
+import json
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +36,13 @@ from infra.delivery.pr_comment import fit_detail
 from infra.delivery.stacks import POLICY_PACK, Pulumi, describe_error
 
 LONG_LIVED_STACKS = ("dev", "staging", "prod")
-#: Stack config key holding the promoted image (``registry/repository@sha256:<digest>``).
-IMAGE_CONFIG_KEY = "torch-eks-inference:image"
+#: Stack config key holding the promoted image (``registry/repository@sha256:<digest>``); the
+#: same key the deploy step sets (infra/delivery/deploy.py), so a saved plan matches the update.
+IMAGE_CONFIG_KEY = "torch-eks-inference:imageRef"
+#: The policy pack's promotion rule (policy/guardrails/promotion.py): prod may run only the
+#: digest staging runs, which the pack reads from its policy config.
+PROMOTION_POLICY = "prod-image-promoted-from-staging"
+PROMOTION_CONFIG_KEY = "stagingImageDigest"
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}")
 
 
@@ -44,6 +51,16 @@ def check_image_ref(ref: str) -> str:
     if not _IMAGE_REF.fullmatch(ref):
         raise ValueError(f"image {ref!r} is not REGISTRY/REPOSITORY@sha256:<64 hex digits>")
     return ref
+
+
+def promotion_policy_config(image: str) -> dict[str, dict[str, str]]:
+    """The ``--policy-pack-config`` that admits ``image``'s digest on prod.
+
+    The workflow previews prod only with the image staging verified, so this is staging's digest;
+    the deploy step checks it against staging's ``imageDigest`` output again before ``up``.
+    """
+    digest = check_image_ref(image).rpartition("@")[2]
+    return {PROMOTION_POLICY: {PROMOTION_CONFIG_KEY: digest}}
 
 
 @dataclass(frozen=True, order=True)
@@ -105,13 +122,20 @@ def run_preview(
             findings.append(found)
 
     handle = pulumi.stacks.select(pulumi.qualified(stack), pulumi.workspace)
+    pack_configs: list[str] | None = None
     if image is not None:
         handle.set_config(IMAGE_CONFIG_KEY, auto.ConfigValue(value=check_image_ref(image)))
+        if stack == "prod":
+            scratch = Path(tempfile.mkdtemp(prefix="policy-config-"))
+            config_file = scratch / "policy-config.json"
+            config_file.write_text(json.dumps(promotion_policy_config(image)), encoding="utf-8")
+            pack_configs = [str(config_file)]
     if save_plan is not None:
         save_plan.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = handle.preview(
             policy_packs=[str(POLICY_PACK)],
+            policy_pack_configs=pack_configs,
             diff=True,
             color="never",
             on_output=lines.append,

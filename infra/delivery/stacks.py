@@ -53,6 +53,7 @@ class StackLike(Protocol):
         self,
         *,
         policy_packs: list[str] | None = None,
+        policy_pack_configs: list[str] | None = None,
         diff: bool | None = None,
         color: str | None = None,
         on_output: OutputCallback | None = None,

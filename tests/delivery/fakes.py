@@ -105,6 +105,9 @@ class FakeStack:
         self._record("preview", f"diff={kwargs.get('diff')}", *kwargs.get("policy_packs", []))
         if kwargs.get("refresh") or kwargs.get("plan"):
             self._record("preview-options", f"refresh={kwargs.get('refresh')}", str(kwargs["plan"]))
+        for path in kwargs.get("policy_pack_configs") or []:
+            with open(path, encoding="utf-8") as config:
+                self._record("policy-pack-config", config.read())
         for line in self.backend.preview_lines:
             kwargs["on_output"](line)
         for sequence, payload in enumerate(self.backend.policy_events):

@@ -169,11 +169,34 @@ def test_prod_plan_preview_refreshes_pins_the_image_and_saves_the_plan(tmp_path:
     out: list[str] = []
     env = _env(backend, FakeGitHubApi(), out, GITHUB_STEP_SUMMARY=str(summary))
     assert main([*argv, "--save-plan", str(plan)], env) == 0
-    assert ("set_config", "prod", "torch-eks-inference:image", image) in backend.calls
+    assert ("set_config", "prod", "torch-eks-inference:imageRef", image) in backend.calls
     assert ("preview-options", "prod", "refresh=True", str(plan)) in backend.calls
-    set_at = backend.calls.index(("set_config", "prod", "torch-eks-inference:image", image))
+    # The pack's promotion rule learns the digest prod may run (staging's) from its config.
+    (config,) = [json.loads(c[2]) for c in backend.calls if c[0] == "policy-pack-config"]
+    assert config == {
+        "prod-image-promoted-from-staging": {"stagingImageDigest": "sha256:" + "a" * 64}
+    }
+    set_at = backend.calls.index(("set_config", "prod", "torch-eks-inference:imageRef", image))
     assert set_at < next(i for i, c in enumerate(backend.calls) if c[0] == "preview")
     assert "Saved update plan: `prod.json`" in summary.read_text(), "the approver sees it"
+
+
+def test_promotion_config_names_what_the_policy_pack_reads() -> None:
+    """The pack's promotion rule (policy/guardrails/promotion.py) and the deploy step's image key.
+
+    Both live on another branch until merged; once present, their constants must match ours.
+    """
+    from infra.delivery import preview
+
+    rule = REPO / "policy" / "guardrails" / "promotion.py"
+    deploy = REPO / "infra" / "delivery" / "deploy.py"
+    if not rule.exists() or not deploy.exists():
+        pytest.skip("policy/guardrails/promotion.py or infra/delivery/deploy.py not merged yet")
+    text = rule.read_text()
+    assert f'POLICY_NAME = "{preview.PROMOTION_POLICY}"' in text
+    assert f'CONFIG_KEY = "{preview.PROMOTION_CONFIG_KEY}"' in text
+    key = preview.IMAGE_CONFIG_KEY.split(":", 1)[1]
+    assert f':{key}"' in deploy.read_text()
 
 
 @pytest.mark.parametrize("image", ["repo:latest", "r/x@sha256:abc", "R/X@sha256:" + "a" * 64])

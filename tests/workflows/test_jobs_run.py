@@ -309,7 +309,8 @@ def _run_prod_plan(tmp: Path, checkout: Path, api: str) -> JobRun:
     preview = next(a for a in run.pulumi_calls if a[0] == "preview")
     assert "--refresh" in preview
     assert "--save-plan" in preview
-    assert run.pulumi_state["stacks"]["prod"]["config"]["torch-eks-inference:image"] == IMAGE
+    assert run.pulumi_state["stacks"]["prod"]["config"]["torch-eks-inference:imageRef"] == IMAGE
+    assert "--policy-pack-config" in preview
     assert (run.artifacts / "prod-plan" / "prod.json").is_file(), "the plan travels to `prod`"
     assert "Saved update plan" in run.summary, "the approver reads the plan's summary"
     return run
