@@ -33,7 +33,7 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from infra.delivery.pr_comment import fit_detail
-from infra.delivery.stacks import POLICY_PACK, Pulumi, describe_error
+from infra.delivery.stacks import POLICY_PACK, Pulumi, describe_error, output_text
 
 LONG_LIVED_STACKS = ("dev", "staging", "prod")
 #: Stack config key holding the promoted image (``registry/repository@sha256:<digest>``); the
@@ -42,6 +42,8 @@ IMAGE_CONFIG_KEY = "torch-eks-inference:imageRef"
 #: The policy pack's promotion rule (policy/guardrails/promotion.py): prod may run only the
 #: digest staging runs, which the pack reads from its policy config.
 PROMOTION_POLICY = "prod-image-promoted-from-staging"
+#: Stack output with the image a long-lived stack runs now.
+IMAGE_OUTPUT = "imageRef"
 PROMOTION_CONFIG_KEY = "stagingImageDigest"
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}")
 
@@ -123,13 +125,17 @@ def run_preview(
 
     handle = pulumi.stacks.select(pulumi.qualified(stack), pulumi.workspace)
     pack_configs: list[str] | None = None
+    promoting = image is not None
+    if image is None:
+        # A pull request does not change the image: preview with the one the stack runs now
+        # (its ``imageRef`` output; the CI checkout's stack file does not hold it).
+        image = output_text(handle.outputs(), IMAGE_OUTPUT)
     if image is not None:
         handle.set_config(IMAGE_CONFIG_KEY, auto.ConfigValue(value=check_image_ref(image)))
-        if stack == "prod":
-            scratch = Path(tempfile.mkdtemp(prefix="policy-config-"))
-            config_file = scratch / "policy-config.json"
-            config_file.write_text(json.dumps(promotion_policy_config(image)), encoding="utf-8")
-            pack_configs = [str(config_file)]
+    if promoting and image is not None and stack == "prod":
+        config_file = Path(tempfile.mkdtemp(prefix="policy-config-")) / "policy-config.json"
+        config_file.write_text(json.dumps(promotion_policy_config(image)), encoding="utf-8")
+        pack_configs = [str(config_file)]
     if save_plan is not None:
         save_plan.parent.mkdir(parents=True, exist_ok=True)
     try:

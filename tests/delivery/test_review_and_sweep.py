@@ -181,6 +181,20 @@ def test_prod_plan_preview_refreshes_pins_the_image_and_saves_the_plan(tmp_path:
     assert "Saved update plan: `prod.json`" in summary.read_text(), "the approver sees it"
 
 
+def test_a_pr_preview_keeps_the_image_each_stack_runs_now(tmp_path: Path) -> None:
+    running = "123456789012.dkr.ecr.us-west-2.amazonaws.com/x@sha256:" + "b" * 64
+    backend = FakeBackend()
+    backend.add("dev")
+    backend.stacks["dev"]["outputs"]["imageRef"] = auto.OutputValue(running, False)
+    backend.add("staging")  # never deployed: no output, so nothing is set
+    for stack in ("dev", "staging"):
+        argv = ["preview", "--stack", stack, "--out", str(tmp_path)]
+        assert main(argv, _env(backend, FakeGitHubApi(), [])) == 0
+    sets = [c for c in backend.calls if c[0] == "set_config"]
+    assert sets == [("set_config", "dev", "torch-eks-inference:imageRef", running)]
+    assert not [c for c in backend.calls if c[0] == "policy-pack-config"]
+
+
 def test_promotion_config_names_what_the_policy_pack_reads() -> None:
     """The pack's promotion rule (policy/guardrails/promotion.py) and the deploy step's image key.
 
