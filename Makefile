@@ -12,7 +12,7 @@ STACK ?= dev
 # Pins for everything pip installs, transitive dependencies included.
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench bench-container image run-pod plan-diff policy lock clean
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan preflight bench bench-container simulate image run-pod plan-diff policy lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,11 +59,19 @@ manifests: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## render the Kubernete
 plan: $(VENV)/.installed ## what `pulumi up -s STACK` would declare, from the program run under mocks
 	$(PY) -m infra.tools.plan --stack $(STACK)
 
+# Read-only AWS calls with your current credentials; BACKEND / SECRETS_PROVIDER name the Pulumi
+# backend and secrets provider to check when PULUMI_BACKEND_URL and the stack file do not.
+preflight: $(VENV)/.installed ## before the first `pulumi up` in an account: versions, GPU offerings and quota, roles, access, backend
+	$(PY) -m infra.tools.preflight --stack $(STACK) $(if $(BACKEND),--backend '$(BACKEND)') $(if $(SECRETS_PROVIDER),--secrets-provider '$(SECRETS_PROVIDER)')
+
 bench: $(VENV)/.installed ## the service benchmarks; writes benchmarks/results.md (about 9 min)
 	$(PY) -m benchmarks.run
 
 bench-container: $(VENV)/.installed ## image size, cold start, rebuild time, container vs native throughput
 	$(PY) -m benchmarks.container
+
+simulate: venv ## scaling simulation: policy table, plot and per-stack defaults into benchmarks/ (~1 min)
+	$(PY) -m benchmarks.simulate
 
 VARIANT ?= cpu
 image: $(VENV)/.installed ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda

@@ -1,9 +1,10 @@
 """The Pulumi program: composes the components of infra/ for the selected stack.
 
 Long-lived stacks (dev, staging, prod): config -> network -> cluster (+ Container Insights log
-groups) -> add-ons -> registry and image -> API key secret -> Kubernetes provider -> workload ->
-monitoring. Ephemeral ``pr-<n>`` stacks borrow the cluster and registry of ``clusterStack``
-through a StackReference and own only their image tag, secret, namespace and workload.
+groups) -> add-ons -> registry -> API key secret -> Kubernetes provider -> workload (the image
+CI built once, by digest, from config ``imageRef``) -> monitoring. Ephemeral ``pr-<n>`` stacks
+borrow the cluster and registry of ``clusterStack`` through a StackReference and own only their
+image (built from the PR's code), secret, namespace and workload.
 
 The Pulumi CLI runs this file from infra/ with infra/ first on ``sys.path``; the repository root
 replaces it so ``infra.*`` and ``service.contract`` import as packages and ``infra/secrets.py``
@@ -24,7 +25,7 @@ import pulumi_aws as aws  # noqa: E402
 import pulumi_kubernetes as k8s  # noqa: E402
 
 from infra import config as stack_config  # noqa: E402
-from infra.addons import Addons, AddonsArgs  # noqa: E402
+from infra.addons import Addons, AddonsArgs, BeforeCompute  # noqa: E402
 from infra.cluster import (  # noqa: E402
     GPU_NODE_LABELS,
     SYSTEM_NODE_LABELS,
@@ -32,7 +33,7 @@ from infra.cluster import (  # noqa: E402
     ClusterArgs,
 )
 from infra.cluster_rbac import WorkloadDeployerRbac  # noqa: E402
-from infra.config import ImageVariant, StackConfig  # noqa: E402
+from infra.config import Environment, ImageVariant, StackConfig  # noqa: E402
 from infra.network import Network, NetworkArgs  # noqa: E402
 from infra.observability import (  # noqa: E402
     ContainerInsightsLogs,
@@ -45,6 +46,7 @@ from infra.registry import (  # noqa: E402
     RegistryArgs,
     ServiceImage,
     ServiceImageArgs,
+    digest_of,
     source_hash,
 )
 from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
@@ -124,8 +126,27 @@ def _secret(
     )
 
 
+def _delivery_registry(cfg: StackConfig) -> Registry:
+    """The ECR repository CI pushes every commit's image to, once; pr stacks push theirs too.
+
+    It keeps its images when dev is destroyed (no force-delete): staging and prod run them.
+    """
+    return Registry(
+        "registry",
+        RegistryArgs(
+            repository_name=f"{cfg.project}/{cfg.stack}",
+            ephemeral=False,
+            deletion_protection=cfg.deletion_protection,
+            tags=cfg.resource_tags,
+            replicas=cfg.image_replicas,
+            holds_deployed_images=True,
+        ),
+    )
+
+
 def long_lived(cfg: StackConfig) -> None:
-    """A whole environment: its own VPC, cluster, registry, image, secret and service."""
+    """A whole environment: its own VPC, cluster, registry, secret and service."""
+    image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
     tags = cfg.resource_tags
     network = Network(
         "network",
@@ -140,6 +161,7 @@ def long_lived(cfg: StackConfig) -> None:
             existing_public_subnet_ids=cfg.existing_public_subnet_ids,
         ),
     )
+    before_compute = BeforeCompute("addons", cfg.kubernetes_version, tags)
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -161,6 +183,7 @@ def long_lived(cfg: StackConfig) -> None:
             deploy_role_arns=cfg.deploy_role_arns,
             preview_role_arns=cfg.preview_role_arns,
             ephemeral_role_arns=cfg.ephemeral_role_arns,
+            before_compute=before_compute,
         ),
     )
     logs = ContainerInsightsLogs(
@@ -191,43 +214,15 @@ def long_lived(cfg: StackConfig) -> None:
             system_node_group=cluster.system_node_group,
             k8s_provider=provider,
             tags=tags,
+            before_compute=before_compute.component,
+            vpc_id=network.vpc_id,
             log_groups=[logs],
         ),
     )
-    registry = Registry(
-        "registry",
-        RegistryArgs(
-            repository_name=f"{cfg.project}/{cfg.stack}",
-            ephemeral=cfg.is_ephemeral,
-            deletion_protection=cfg.deletion_protection,
-            tags=tags,
-        ),
-    )
-    image = ServiceImage(
-        "image",
-        ServiceImageArgs(
-            repository_url=registry.repository_url,
-            registry_id=registry.registry_id,
-            variant=cfg.image_variant,
-            tag=_image_tag(cfg),
-        ),
-    )
+    # One registry for every environment: dev's. CI pushes each commit's image there once;
+    # staging and prod run those digests and declare no registry or build (docs/delivery.md).
+    registry = _delivery_registry(cfg) if cfg.environment is Environment.DEV else None
     secret = _secret(cfg, cluster.name, cluster.arn)
-    workload = _workload(cfg, image.repo_digest, secret, provider, [addons, secret])
-    monitoring = ServiceMonitoring(
-        "monitoring",
-        ServiceMonitoringArgs(
-            cluster_name=cluster.name,
-            namespace=cfg.namespace,
-            app_name=APP_NAME,
-            application_log_group_name=logs.application_log_group_name,
-            region=cfg.region,
-            gpu_count=1 if cfg.image_variant is ImageVariant.CUDA else 0,
-            kms_key_arn=logs.kms_key_arn,
-            tags=tags,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=[workload]),
-    )
 
     pulumi.export("environment", cfg.environment.value)
     pulumi.export("region", cfg.region)
@@ -240,20 +235,59 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("gpuNodeGroupNames", cluster.gpu_node_group_names)
     # pr-* stacks on this cluster check at plan time that they fit in these GPUs.
     pulumi.export("prGpuSlots", cfg.pr_gpu_slots)
-    pulumi.export("ecrRepositoryUrl", registry.repository_url)
-    pulumi.export("ecrRegistryId", registry.registry_id)
-    pulumi.export("imageName", image.image_name)
-    pulumi.export("imageDigest", image.repo_digest)
+    if registry is not None:
+        pulumi.export("ecrRepositoryUrl", registry.repository_url)
+        pulumi.export("ecrRegistryId", registry.registry_id)
     pulumi.export("secretArn", secret.secret_arn)
-    pulumi.export("namespace", workload.namespace)
-    pulumi.export("serviceUrl", workload.in_cluster_url)
-    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("applicationLogGroupName", logs.application_log_group_name)
     pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
     pulumi.export(
         "logGroupNames",
         {"controlPlane": cluster.control_plane_log_group_name, **logs.log_group_names},
     )
+    if image_ref is None:
+        # dev's first `up` (imageRef "none"): the platform and the registry CI pushes to, no
+        # service yet. CI then pushes the first image and deploys it by digest.
+        pulumi.log.warn(
+            "imageRef is 'none': the service is not deployed. Push an image to "
+            "ecrRepositoryUrl, then `python -m infra.delivery.deploy --stack "
+            f"{cfg.stack} --image REPO@sha256:<digest>`"
+        )
+        return
+    _long_lived_service(cfg, image_ref, secret, provider, [addons, secret], cluster.name, logs)
+
+
+def _long_lived_service(
+    cfg: StackConfig,
+    image_ref: str,
+    secret: ApiKeySecret,
+    provider: k8s.Provider,
+    depends_on: list[pulumi.Resource],
+    cluster_name: pulumi.Input[str],
+    logs: ContainerInsightsLogs,
+) -> None:
+    """The service of a long-lived stack: CI's image by digest (never a build here), promoted
+    dev -> staging -> prod (docs/delivery.md), and its alarms."""
+    workload = _workload(cfg, image_ref, secret, provider, depends_on)
+    monitoring = ServiceMonitoring(
+        "monitoring",
+        ServiceMonitoringArgs(
+            cluster_name=cluster_name,
+            namespace=cfg.namespace,
+            app_name=APP_NAME,
+            application_log_group_name=logs.application_log_group_name,
+            region=cfg.region,
+            gpu_count=1 if cfg.image_variant is ImageVariant.CUDA else 0,
+            kms_key_arn=logs.kms_key_arn,
+            tags=cfg.resource_tags,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[workload]),
+    )
+    pulumi.export("imageRef", image_ref)
+    pulumi.export("imageDigest", digest_of(image_ref))
+    pulumi.export("namespace", workload.namespace)
+    pulumi.export("serviceUrl", workload.in_cluster_url)
+    pulumi.export("portForwardCommand", _port_forward(workload))
     pulumi.export("alarmNames", monitoring.alarm_names)
 
 
@@ -304,7 +338,8 @@ def ephemeral(cfg: StackConfig) -> None:
     pulumi.export("region", cfg.region)
     pulumi.export("clusterName", cluster_name)
     pulumi.export("imageName", image.image_name)
-    pulumi.export("imageDigest", image.repo_digest)
+    pulumi.export("imageRef", image.repo_digest)
+    pulumi.export("imageDigest", image.repo_digest.apply(digest_of))
     pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("namespace", workload.namespace)
     pulumi.export("serviceUrl", workload.in_cluster_url)

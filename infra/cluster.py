@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -207,6 +207,9 @@ class ClusterArgs:
     deploy_role_arns: Sequence[str] = field(default_factory=tuple)
     preview_role_arns: Sequence[str] = field(default_factory=tuple)
     ephemeral_role_arns: Sequence[str] = field(default_factory=tuple)
+    #: Called with the EKS cluster before any node group is declared; the node groups depend on
+    #: what it returns (vpc-cni and the Pod Identity agent: ``infra.addons.BeforeCompute``).
+    before_compute: Callable[[aws.eks.Cluster], Sequence[pulumi.Resource]] | None = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -332,6 +335,8 @@ class Cluster(pulumi.ComponentResource):
         )
         self.eks_cluster = cluster
         self.access_resources = self._access_entries(name, cluster)
+        # Node groups are created after, and destroyed before, what nodes need from their start.
+        self._compute_after = list(args.before_compute(cluster)) if args.before_compute else []
         node_role = self._node_role(name, tags)
         self.system_node_group = self._node_group(
             f"{name}-system",
@@ -346,6 +351,7 @@ class Cluster(pulumi.ComponentResource):
             root_volume_gib=40,
             key_arn=secrets_key.arn,
             tags=tags,
+            depends_on=self._compute_after,
         )
         gpu_groups = [
             self._gpu_node_group(name, family, types, cluster, node_role, secrets_key.arn, tags)
@@ -468,7 +474,7 @@ class Cluster(pulumi.ComponentResource):
             return document(
                 [
                     account_root_statement(partition, account),
-                    logs_service_statement("CloudWatchLogsOfThisCluster", region, groups),
+                    logs_service_statement("CloudWatchLogsOfThisCluster", region, account, groups),
                 ]
             )
 
@@ -549,6 +555,7 @@ class Cluster(pulumi.ComponentResource):
             root_volume_gib=args.gpu_root_volume_gib,
             key_arn=key_arn,
             tags=tags,
+            depends_on=self._compute_after,
         )
         asg = group.resources.apply(_first_asg_name)
         # Managed node groups do not copy labels and taints to their ASG, so an empty GPU group
@@ -599,6 +606,7 @@ class Cluster(pulumi.ComponentResource):
         root_volume_gib: int,
         key_arn: pulumi.Output[str],
         tags: Mapping[str, str],
+        depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.NodeGroup:
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -652,6 +660,8 @@ class Cluster(pulumi.ComponentResource):
             tags=dict(tags),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                # Created after, and destroyed before, the add-ons nodes need from their start.
+                depends_on=list(depends_on),
                 # cluster-autoscaler owns the desired size once the group exists.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),

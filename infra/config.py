@@ -52,6 +52,14 @@ _STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 _PR_STACK = re.compile(r"^pr-(?P<number>[1-9]\d{0,8})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: ``imageRef`` of dev's very first ``up``: the platform and its registry, no service yet.
+IMAGE_REF_NONE: Final = "none"
+#: An image by digest: ``<registry host>[:port]/<repository>@sha256:<64 hex>`` (OCI distribution
+#: spec digest form; repository path components are lowercase per the same spec).
+IMAGE_REF = re.compile(
+    r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"@sha256:[0-9a-f]{64}$"
+)
 _TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -208,6 +216,12 @@ class StackConfig:
     tags: Mapping[str, str] = field(default_factory=dict)
     #: Valid but costly or soon-due choices, printed as warnings by the program.
     warnings: tuple[str, ...] = ()
+    #: Long-lived stacks: the image CI built once, by digest (pr stacks build their own).
+    image_ref: str | None = None
+    #: Highest p99 latency (ms) the post-deploy smoke test accepts under its short load.
+    smoke_p99_ms: int = 500
+    #: (account id or "" for this account, region) the delivery registry replicates images to.
+    image_replicas: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_ephemeral(self) -> bool:
@@ -217,11 +231,7 @@ class StackConfig:
     @property
     def partition(self) -> str:
         """The AWS partition of the region (aws, aws-us-gov or aws-cn)."""
-        if self.region.startswith("us-gov-"):
-            return "aws-us-gov"
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        return "aws"
+        return _partition_of(self.region)
 
     @property
     def gpus_per_node(self) -> int:
@@ -369,6 +379,9 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
     "systemInstanceType": "t3.large",
     "hpaTargetCpuUtilization": 70,
     "imageTag": "",
+    "imageRef": "",
+    "smokeP99Ms": 500,
+    "imageReplicas": [],
     "expiryHours": 72,
     "expiresAt": "",
     "clusterStack": "",
@@ -692,6 +705,9 @@ def load_stack_config(
         lambda v: bool(_IMAGE_TAG.match(v)),
         "a Docker tag: letters, digits, _ . -, at most 128 characters",
     )
+    image_ref = _image_ref(r, ephemeral, environment)
+    smoke_p99_ms = r.integer("smokeP99Ms", 1, 60_000)
+    image_replicas = _image_replicas(r, environment)
     service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
     deletion_protection = r.boolean("deletionProtection")
     if environment is Environment.PROD and not deletion_protection:
@@ -771,7 +787,76 @@ def load_stack_config(
         api_key=api_key,
         tags=tags,
         warnings=tuple(warnings),
+        image_ref=image_ref or None,
+        smoke_p99_ms=smoke_p99_ms,
+        image_replicas=image_replicas,
     )
+
+
+def _image_ref(r: _Reader, ephemeral: bool, environment: Environment) -> str:
+    """Long-lived stacks deploy the image CI built once, by digest; pr stacks build their own.
+
+    Its absence on a long-lived stack is reported by ``require_image_ref`` when the program
+    runs, so that tools which only read config (defaults, previews of old stacks) still work.
+    """
+    ref = r.string(
+        "imageRef",
+        lambda v: bool(IMAGE_REF.match(v)) or v == IMAGE_REF_NONE,
+        "an image by digest: <registry>/<repository>@sha256:<64 lowercase hex>",
+    )
+    if ephemeral and ref:
+        r.fail("imageRef", ref, "not allowed on pr stacks: they build their own image")
+    elif ref == IMAGE_REF_NONE and environment is not Environment.DEV:
+        r.fail(
+            "imageRef",
+            ref,
+            "'none' (platform without the service) is for dev's first up only, before CI has "
+            "pushed an image to its registry; other stacks take an image dev verified",
+        )
+    return ref
+
+
+def _image_replicas(r: _Reader, environment: Environment) -> tuple[tuple[str, str], ...]:
+    """ECR replication targets of the delivery registry: ``REGION`` or ``ACCOUNT_ID:REGION``."""
+    entries = r.string_list("imageReplicas")
+    if entries and environment is not Environment.DEV:
+        r.fail(
+            "imageReplicas",
+            entries,
+            "only the dev stack holds the delivery registry CI pushes to (and ECR keeps one "
+            "replication configuration per registry); set it there",
+        )
+        return ()
+    replicas = []
+    for entry in entries:
+        account, _, region = entry.rpartition(":")
+        if not _REGION.match(region) or (account and not re.fullmatch(r"\d{12}", account)):
+            r.fail("imageReplicas", entry, "each entry is REGION or ACCOUNT_ID:REGION")
+        else:
+            replicas.append((account, region))
+    return tuple(replicas)
+
+
+def require_image_ref(cfg: StackConfig) -> str | None:
+    """The image a long-lived stack runs, ``None`` for dev's explicit bootstrap (``none``).
+
+    Unset is a ConfigError that names the command setting it: a missing image must never
+    quietly become "no service".
+    """
+    if cfg.image_ref == IMAGE_REF_NONE:
+        return None
+    if cfg.image_ref is None:
+        raise ConfigError(
+            cfg.stack,
+            [
+                f"{cfg.project}:imageRef is not set: long-lived stacks run the image CI built "
+                "and pushed once, by digest. `python -m infra.delivery.deploy --stack "
+                f"{cfg.stack} --image REPO@sha256:<64 hex>` sets it; by hand: `pulumi config "
+                f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`. For dev's first up, "
+                "before CI has pushed anything: `pulumi config set imageRef none -s dev`"
+            ],
+        )
+    return cfg.image_ref
 
 
 def _check_vpc_cidr(r: _Reader, cidr: str) -> None:
@@ -837,9 +922,21 @@ _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/")
 
 
+def _partition_of(region: str) -> str:
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws-cn" if region.startswith("cn-") else "aws"
+
+
 def _role_arns(r: _Reader, key: str) -> list[str]:
     arns = r.string_list(key)
+    region = r.raw.get("aws:region", "")
+    partition = _partition_of(region)
     for arn in arns:
+        if _IAM_ROLE_ARN.match(arn) and not arn.startswith(f"arn:{partition}:"):
+            # An access entry for a role of another partition can never authenticate.
+            r.fail(key, arn, f"not a role of the {partition} partition that {region} is in")
+            continue
         if _ASSUMED_ROLE_ARN.match(arn):
             # Access entries name the role itself; a session ARN changes with every login.
             r.fail(

@@ -33,6 +33,20 @@ _FAKE_CA_PEM: Final = (
 )
 
 
+#: Endpoint types EC2 offers per AWS service, for the services the program looks up. S3 has both
+#: (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html); the others are
+#: interface-only (https://docs.aws.amazon.com/vpc/latest/privatelink/aws-services-privatelink-support.html).
+_ENDPOINT_SERVICE_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "s3": ("Gateway", "Interface"),
+    "dynamodb": ("Gateway", "Interface"),
+    "ecr.api": ("Interface",),
+    "ecr.dkr": ("Interface",),
+    "sts": ("Interface",),
+    "secretsmanager": ("Interface",),
+    "logs": ("Interface",),
+}
+
+
 def _hex(*parts: object, length: int = 17) -> str:
     text = "\0".join(str(p) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
@@ -148,6 +162,19 @@ class ProgramMocks(pulumi.runtime.Mocks):
         """The IAM role whose session runs `pulumi`."""
         return self.account.caller_role if self.account is not None else DEPLOYER_ROLE
 
+    @property
+    def partition(self) -> str:
+        """The partition of the region: every ARN the mocks answer carries it, as AWS's do.
+
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html (aws, aws-cn,
+        aws-us-gov).
+        """
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        return "aws"
+
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         function, a = args.token, args.args
@@ -156,7 +183,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if function == "aws:index/getCallerIdentity:getCallerIdentity":
             answers = {
                 "accountId": acct,
-                "arn": f"arn:aws:sts::{acct}:assumed-role/{self.caller_role}/pulumi-session",
+                "arn": (
+                    f"arn:{self.partition}:sts::{acct}:assumed-role/{self.caller_role}"
+                    "/pulumi-session"
+                ),
                 "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
                 "id": acct,
             }
@@ -165,7 +195,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             role = arn.split("/")[1] if ":assumed-role/" in arn else self.caller_role
             answers = {
                 "arn": arn,
-                "issuerArn": f"arn:aws:iam::{acct}:role/{role}",
+                "issuerArn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "issuerId": f"AROA{_hex(role).upper()}",
                 "issuerName": role,
                 "sessionName": "pulumi-session",
@@ -180,11 +210,12 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "id": region,
             }
         elif function == "aws:index/getPartition:getPartition":
+            china = self.partition == "aws-cn"
             answers = {
-                "partition": "aws",
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": "aws",
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com.cn" if china else "amazonaws.com",
+                "reverseDnsPrefix": "cn.com.amazonaws" if china else "com.amazonaws",
+                "id": self.partition,
             }
         elif function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             answers = {
@@ -215,21 +246,48 @@ class ProgramMocks(pulumi.runtime.Mocks):
             vpc_id = a.get("id") or f"vpc-{_hex('vpc')}"
             answers = {
                 "id": vpc_id,
-                "arn": f"arn:aws:ec2:{region}:{acct}:vpc/{vpc_id}",
+                "arn": f"arn:{self.partition}:ec2:{region}:{acct}:vpc/{vpc_id}",
                 "cidrBlock": "10.0.0.0/16",
                 "state": "available",
             }
+        elif function == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            answers = self._endpoint_service(str(a.get("service")), str(a.get("serviceType")))
         elif function == "aws:ssm/getParameter:getParameter":
             answers = {
                 "name": a["name"],
                 "value": f"ami-{_hex(a['name'])}",
                 "type": "String",
-                "arn": f"arn:aws:ssm:{region}:{acct}:parameter{a['name']}",
+                "arn": f"arn:{self.partition}:ssm:{region}:{acct}:parameter{a['name']}",
                 "id": a["name"],
             }
         else:
             raise NotImplementedError(f"ProgramMocks has no answer for function {function}")
         return answers, []
+
+    def _endpoint_service(self, service: str, service_type: str) -> dict[str, Any]:
+        """What ``DescribeVpcEndpointServices`` finds for an AWS service of one endpoint type.
+
+        Like EC2, an unknown service or a type it is not offered as (STS has no gateway) finds
+        nothing, which the data source reports as an error. The name is the commercial and
+        GovCloud form; the program never builds it itself, so a region whose names differ
+        (China) needs no second copy of EC2's catalogue here.
+        """
+        types = _ENDPOINT_SERVICE_TYPES.get(service, ())
+        if service_type not in types:
+            raise ValueError(
+                f"no matching VPC endpoint service for {service!r} of type {service_type!r} "
+                f"in {self.region}"
+            )
+        name = f"com.amazonaws.{self.region}.{service}"
+        return {
+            "service": service,
+            "serviceName": name,
+            "serviceType": service_type,
+            "serviceId": f"vpce-svc-{_hex(name)}",
+            "privateDnsName": f"{service}.{self.region}.amazonaws.com",
+            "acceptanceRequired": False,
+            "id": name,
+        }
 
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -240,7 +298,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return rid, {**inputs, **outputs}
 
     def _arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
     def _outputs(
         self, typ: str, name: str, inputs: dict[str, Any], resource_id: str | None
@@ -280,6 +338,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             "aws:ec2/routeTableAssociation:RouteTableAssociation": ("rtbassoc", None),
             "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("sg", "security-group"),
             "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
+            "aws:ec2/securityGroup:SecurityGroup": ("sg", "security-group"),
+            "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
         }
         if typ in prefixes:
             prefix, kind = prefixes[typ]
@@ -308,7 +368,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             return {
                 "__id": role,
                 "name": role,
-                "arn": f"arn:aws:iam::{acct}:role/{role}",
+                "arn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "uniqueId": f"AROA{_hex(role).upper()}",
             }
         if typ == "aws:iam/rolePolicy:RolePolicy":

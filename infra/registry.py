@@ -34,6 +34,18 @@ PR_TAG_EXPIRY_DAYS: Final = MAX_EXPIRY_HOURS // 24 + 1
 MUTABLE_TAG_FILTER: Final = f"{PR_TAG_PREFIX}*"
 
 
+def digest_of(image_ref: str) -> str:
+    """The ``sha256:<hex>`` part of ``repository@sha256:<hex>`` (what promotion compares).
+
+    A replicated copy in another region or account has another registry host but the same
+    digest, so promotion and the policy pack compare digests, never whole references.
+    """
+    _, separator, digest = image_ref.rpartition("@")
+    if not separator or not digest.startswith("sha256:"):
+        raise ValueError(f"{image_ref!r} is not an image reference by digest (REPO@sha256:HEX)")
+    return digest
+
+
 def lifecycle_policy() -> str:
     """Expire untagged images, and pr-* images older than any pr stack can live.
 
@@ -115,6 +127,11 @@ class RegistryArgs:
     ephemeral: bool
     deletion_protection: bool
     tags: Mapping[str, str]
+    #: (account id, "" for this one; region): where ECR replicates the images, same digests.
+    replicas: tuple[tuple[str, str], ...] = ()
+    #: The delivery registry: other stacks run its images, so destroying its own stack must
+    #: never delete them (ECR then refuses to delete the repository while it holds images).
+    holds_deployed_images: bool = False
 
 
 class Registry(pulumi.ComponentResource):
@@ -155,9 +172,11 @@ class Registry(pulumi.ComponentResource):
                     encryption_type="KMS", kms_key=key.arn
                 )
             ],
-            # ECR refuses to delete a repository that holds images (RepositoryNotEmptyException),
-            # which would make `pulumi destroy` of dev fail: only protected stacks keep them.
-            force_delete=args.ephemeral or not args.deletion_protection,
+            # ECR refuses to delete a repository that holds images (RepositoryNotEmptyException):
+            # protected stacks and the delivery registry (whose images other stacks run) keep
+            # them; `pulumi destroy` then asks for the repository to be emptied deliberately.
+            force_delete=args.ephemeral
+            or not (args.deletion_protection or args.holds_deployed_images),
             tags=dict(args.tags),
             opts=protect,
         )
@@ -167,6 +186,8 @@ class Registry(pulumi.ComponentResource):
             policy=lifecycle_policy(),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.replicas:
+            _replication(name, repository, args.replicas, self)
         self.repository_url = repository.repository_url
         self.registry_id = repository.registry_id
         self.repository_arn = repository.arn
@@ -174,6 +195,42 @@ class Registry(pulumi.ComponentResource):
         self.register_outputs(
             {"repository_url": self.repository_url, "repository_arn": self.repository_arn}
         )
+
+
+def _replication(
+    name: str,
+    repository: aws.ecr.Repository,
+    replicas: tuple[tuple[str, str], ...],
+    parent: pulumi.Resource,
+) -> aws.ecr.ReplicationConfiguration:
+    """Replicate this repository's images (same digests) instead of rebuilding elsewhere.
+
+    One rule, filtered to this repository's name (PREFIX_MATCH). A destination in another
+    account must first allow ``ecr:ReplicateImage`` (and ``ecr:CreateRepository``) for this
+    account in its registry policy. Sources: ECR user guide, "Private image replication
+    examples" and "Granting registry permissions for cross account replication".
+    """
+    destinations = [
+        aws.ecr.ReplicationConfigurationReplicationConfigurationRuleDestinationArgs(
+            region=region, registry_id=account or repository.registry_id
+        )
+        for account, region in replicas
+    ]
+    rule = aws.ecr.ReplicationConfigurationReplicationConfigurationRuleArgs(
+        destinations=destinations,
+        repository_filters=[
+            aws.ecr.ReplicationConfigurationReplicationConfigurationRuleRepositoryFilterArgs(
+                filter=repository.name, filter_type="PREFIX_MATCH"
+            )
+        ],
+    )
+    return aws.ecr.ReplicationConfiguration(
+        f"{name}-replication",
+        replication_configuration=aws.ecr.ReplicationConfigurationReplicationConfigurationArgs(
+            rules=[rule]
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class SimulatedAccount:
     """State of one AWS account and region across program runs; see the module docstring."""
 
     account_id: str = "123456789012"
+    partition: str = "aws"
     today: date = date(2026, 12, 1)
     #: The IAM role whose credentials run `pulumi` (what getCallerIdentity answers).
     caller_role: str = "PulumiDeployer"
@@ -128,7 +129,7 @@ class SimulatedAccount:
     @property
     def caller_role_arn(self) -> str:
         """The IAM role (not the session) running `pulumi`."""
-        return f"arn:aws:iam::{self.account_id}:role/{self.caller_role}"
+        return f"arn:{self.partition}:iam::{self.account_id}:role/{self.caller_role}"
 
     def role_exists(self, arn: str) -> bool:
         """Whether an IAM role ARN names a role that exists now."""

@@ -158,6 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts: dict[str, int] = {}
     try:
         with running_pack() as stub:
+            # Prod may run only staging's digest; offline, staging's mock plan says which.
+            from infra.delivery.promotion import (
+                configure_pack,
+                offline_staging_digest,
+                policy_config,
+            )
+
+            configure_pack(stub, policy_config(offline_staging_digest()))
             for stack in stacks:
                 inventory = collect(stack)
                 counts[stack] = len(inventory)

@@ -78,10 +78,13 @@ def test_dev_can_be_destroyed_and_brought_up_again_within_a_week(
     assert all(name.startswith("torch-eks-inference/dev/api-key-") for name in names)
 
 
-def test_prod_keeps_its_images_when_destroyed(account: SimulatedAccount) -> None:
-    prod = run_program("prod", account=account)
+def test_the_images_prod_runs_survive_destroying_dev(account: SimulatedAccount) -> None:
+    # dev holds the one registry CI pushes to; a pr stack's push stands in for CI's here.
+    dev = run_program("dev", account=account)
+    up_pr(account, dev)
+    account.caller_role = "PulumiDeployer"
     with pytest.raises(PlatformError, match="RepositoryNotEmptyException"):
-        account.destroy(prod.registrations)
+        account.destroy(dev.registrations)
 
 
 # ------------------------------------------------------------------ ECR tags

@@ -150,7 +150,13 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
             sys.path.insert(0, "")  # as `python -m`/`-c` would: infra/ itself importable
             run = run_program("dev", program=lambda: runpy.run_path(".", run_name="__main__"))
             import secrets
-            image = next(r for r in run.registrations if r.type == "docker:index/image:Image")
+            # Only pr stacks build an image (long-lived ones take CI's by digest).
+            pr = run_program(
+                "pr-123",
+                referenced={{"organization/torch-eks-inference/dev": run}},
+                program=lambda: runpy.run_path(".", run_name="__main__"),
+            )
+            image = next(r for r in pr.registrations if r.type == "docker:index/image:Image")
             print(json.dumps({{
                 "secrets": secrets.__file__,
                 "build": image.inputs["build"],

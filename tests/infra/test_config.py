@@ -536,3 +536,11 @@ def test_gpu_groups_start_at_their_minimum() -> None:
     cfg = load("dev", gpuNodeMin=0, gpuNodeMax=5)
     assert cfg.gpu_nodes.desired_size == 0
     assert cfg.gpus_needed == cfg.hpa_max_replicas + 1
+
+
+def test_a_role_of_another_partition_is_refused() -> None:
+    role = "arn:aws:iam::123456789012:role/deploy"
+    config = raw(deployRoleArns=[role])
+    config["aws:region"] = "us-gov-west-1"
+    with pytest.raises(ConfigError, match="not a role of the aws-us-gov partition"):
+        load_stack_config("dev", config, now=TODAY)

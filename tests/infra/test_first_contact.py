@@ -89,6 +89,12 @@ def test_fixed_name_resources_are_deleted_before_they_are_replaced(stack: str) -
     values, secrets = read_stack_config(config_file(stack))
     values["torch-eks-inference:adminRoleArns"] = json.dumps([])
     run = run_program(stack, config=values, secret_keys=secrets)
-    entries = [r for r in run.registrations if r.type == "aws:eks/accessEntry:AccessEntry"]
-    assert entries
-    assert all(r.delete_before_replace for r in entries)
+    unique_per_cluster = (
+        "aws:eks/accessEntry:AccessEntry",  # one per principal
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation",  # one per namespace + SA
+    )
+    found = [r for r in run.registrations if r.type in unique_per_cluster]
+    assert {r.type for r in found} == set(unique_per_cluster)
+    assert all(r.delete_before_replace for r in found), [
+        r.name for r in found if not r.delete_before_replace
+    ]

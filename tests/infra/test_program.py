@@ -330,7 +330,11 @@ def test_managed_addons_and_helm_releases(long_lived: Inventory) -> None:
     (association,) = cloudwatch.inputs["podIdentityAssociations"]
     assert association["serviceAccount"] == "cloudwatch-agent"
     releases = {r.inputs["chart"]: r.inputs for r in long_lived.of_type(RELEASE)}
-    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler"}
+    assert set(releases) == {
+        "nvidia-device-plugin",
+        "cluster-autoscaler",
+        "aws-load-balancer-controller",
+    }
     autoscaler = releases["cluster-autoscaler"]["values"]
     assert (
         autoscaler["autoDiscovery"]["clusterName"] == f"torch-eks-inference-{stack_of(long_lived)}"
@@ -383,7 +387,17 @@ def test_cluster_autoscaler_may_only_scale_this_clusters_groups(long_lived: Inve
 # ------------------------------------------------------------------ registry and image
 
 
-def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inventory) -> None:
+def test_only_dev_holds_the_delivery_registry(long_lived: Inventory) -> None:
+    # One registry for every environment: CI pushes there once, staging and prod run its digests.
+    has_registry = bool(long_lived.of_type(REPOSITORY))
+    assert has_registry is (stack_of(long_lived) == "dev")
+    assert ("ecrRepositoryUrl" in long_lived.run.outputs) is has_registry
+
+
+def test_registry_scans_on_push_is_immutable_and_kms_encrypted(
+    stack_run: Callable[[str], Inventory],
+) -> None:
+    long_lived = stack_run("dev")
     repo = long_lived.one(REPOSITORY)
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     # Immutable, except pr-* tags a reopened pull request or a retried `up` pushes again.
@@ -393,32 +407,27 @@ def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inven
     ]
     key_arn = outputs_of(long_lived, KMS_KEY, "registry-key")["arn"]
     assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key_arn}]
-    # prod keeps its images on destroy; dev and staging can be destroyed with images inside.
-    assert repo["forceDelete"] is (stack_of(long_lived) != "prod")
+    # The images staging and prod run live here: destroying dev must not delete them.
+    assert repo["forceDelete"] is False
     rules = json.loads(long_lived.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"]
     assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged"]
     assert rules[1]["selection"]["tagPrefixList"] == ["pr-"]
 
 
-def test_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
-    any_stack: Inventory,
+def test_pr_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
+    stack_run: Callable[[str], Inventory],
 ) -> None:
-    image = any_stack.one(IMAGE)
+    pr = stack_run("pr-123")
+    image = pr.one(IMAGE)
     build = image["build"]
     assert build["context"] == "."
     assert build["dockerfile"] == "service/Dockerfile"
     assert build["platform"] == "linux/amd64"
     assert build["args"] == {"TORCH_VARIANT": "cuda"}
     repo_url = f"{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev"
-    if stack_of(any_stack) in LONG_LIVED_NAMES:
-        repo_url = outputs_of(any_stack, REPOSITORY, "registry-repository")["repositoryUrl"]
     repository, tag = image["imageName"].rsplit(":", 1)
     assert repository == repo_url
-    assert (
-        tag.startswith("pr-123-cuda-")
-        if stack_of(any_stack) == "pr-123"
-        else tag.startswith("cuda-")
-    )
+    assert tag.startswith("pr-123-cuda-")
     # The password makes the whole registry block secret.
     assert rpc.is_rpc_secret(image["registry"])
     registry = rpc.unwrap_rpc_secret(image["registry"])
@@ -426,24 +435,39 @@ def test_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
     assert registry["username"] == "AWS"
 
 
-LONG_LIVED_NAMES = ("dev", "staging", "prod")
+def test_long_lived_stacks_never_build_and_run_the_configured_digest(
+    long_lived: Inventory,
+) -> None:
+    from infra.tools.plan import SAMPLE_IMAGE_REF
+
+    assert long_lived.of_type(IMAGE) == []
+    (container,) = long_lived.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == SAMPLE_IMAGE_REF
+    assert long_lived.run.outputs["imageRef"] == SAMPLE_IMAGE_REF
+    assert long_lived.run.outputs["imageDigest"] == "sha256:" + "0" * 64
 
 
-def test_deployment_runs_the_pushed_digest(any_stack: Inventory) -> None:
-    digest = outputs_of(any_stack, IMAGE, "image-image")["repoDigest"]
+def test_pr_deployment_runs_the_pushed_digest(stack_run: Callable[[str], Inventory]) -> None:
+    pr = stack_run("pr-123")
+    digest = outputs_of(pr, IMAGE, "image-image")["repoDigest"]
     assert "@sha256:" in digest
     assert len(digest.rsplit(":", 1)[1]) == 64
-    deployment = any_stack.one(DEPLOYMENT)
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = pr.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == digest
+    assert pr.run.outputs["imageRef"] == digest
 
 
-def test_image_digest_follows_the_build_inputs(stack_run: Callable[[str], Inventory]) -> None:
-    digests = {
-        s: outputs_of(stack_run(s), IMAGE, "image-image")["repoDigest"] for s in ("dev", "staging")
-    }
-    # Different repositories and tags give different digests (the mocks hash the inputs).
-    assert digests["dev"] != digests["staging"]
+def test_a_long_lived_stack_without_image_ref_names_the_key_and_the_command() -> None:
+    from infra.config import ConfigError
+    from infra.tools.plan import config_file, read_stack_config, run_program
+
+    values, secret_keys = read_stack_config(config_file("staging"))
+    values["torch-eks-inference:imageRef"] = ""
+    with pytest.raises(ConfigError, match=r"imageRef is not set.*infra\.delivery\.deploy"):
+        run_program("staging", config=values, secret_keys=secret_keys)
+    values["torch-eks-inference:imageRef"] = "repo/torch:latest"
+    with pytest.raises(ConfigError, match="an image by digest"):
+        run_program("staging", config=values, secret_keys=secret_keys)
 
 
 # ------------------------------------------------------------------ secrets
@@ -516,7 +540,8 @@ def test_no_secret_value_appears_in_plain_text_in_any_input(any_stack: Inventory
     secrets = {rpc.unwrap_rpc_secret(generated["result"])}
     kubeconfig_inputs = any_stack.one("pulumi:providers:kubernetes")["kubeconfig"]
     assert rpc.is_rpc_secret(kubeconfig_inputs)
-    secrets.add(rpc.unwrap_rpc_secret(any_stack.one(IMAGE)["registry"])["password"])
+    for image in any_stack.of_type(IMAGE):  # pr stacks only: they push with ECR credentials
+        secrets.add(rpc.unwrap_rpc_secret(image.inputs["registry"])["password"])
     assert all(len(s) >= 24 for s in secrets)
     leaks = [
         (r.type, r.name, path)
@@ -700,16 +725,19 @@ def test_each_stack_runs_under_mocks_in_seconds(any_stack: Inventory) -> None:
 # ------------------------------------------------------------------ other settings
 
 
+CUSTOM_IMAGE_REF = f"{ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/team/svc@sha256:" + "ab" * 32
+
+
 @pytest.fixture(scope="module")
 def customised() -> Inventory:
-    """dev with the CPU image, a fixed tag, an extra admin, extra tags and Kubernetes 1.32."""
+    """dev with the CPU image, its own image ref, an extra admin, extra tags and Kubernetes 1.32."""
     from infra.tools.plan import config_file, read_stack_config, run_program
 
     values, secret_keys = read_stack_config(config_file("dev"))
     values.update(
         {
             "torch-eks-inference:imageVariant": "cpu",
-            "torch-eks-inference:imageTag": "v1.2.3",
+            "torch-eks-inference:imageRef": CUSTOM_IMAGE_REF,
             "torch-eks-inference:adminRoleArns": json.dumps(
                 [f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins"]
             ),
@@ -723,15 +751,15 @@ def customised() -> Inventory:
 
 
 def test_cpu_variant_runs_on_system_nodes_without_a_gpu(customised: Inventory) -> None:
-    assert customised.one(IMAGE)["build"]["args"] == {"TORCH_VARIANT": "cpu"}
     pod = customised.one(DEPLOYMENT)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"workload-class": "system"}
     limits = pod["containers"][0]["resources"].get("limits", {})
     assert "nvidia.com/gpu" not in limits
 
 
-def test_fixed_image_tag_extra_admin_tags_and_version(customised: Inventory) -> None:
-    assert customised.one(IMAGE)["imageName"].endswith("/torch-eks-inference/dev:v1.2.3")
+def test_image_ref_extra_admin_tags_and_version(customised: Inventory) -> None:
+    (container,) = customised.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == CUSTOM_IMAGE_REF
     principals = sorted(
         r.inputs["principalArn"] for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
     )

@@ -341,8 +341,14 @@ def test_internal_nlb_service(gpu_stack: list[RecordedResource]) -> None:
     service = only(gpu_stack, SERVICE)
     assert service["spec"]["type"] == "LoadBalancer"
     annotations = service["metadata"]["annotations"]
+    # The AWS Load Balancer Controller serves it, not the in-tree controller: `external` is the
+    # hand-off, `ip` targets pods directly, `internal` keeps it private.
+    # https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/service/nlb/
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
-    assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    # Deprecated in favour of the scheme annotation (same page, annotations table).
+    assert "service.beta.kubernetes.io/aws-load-balancer-internal" not in annotations
     assert INTERNAL_NLB_ANNOTATIONS.items() <= annotations.items()
     (port,) = service["spec"]["ports"]
     assert port["port"] == 80
