@@ -12,7 +12,7 @@ STACK ?= dev
 # Pins for everything pip installs, transitive dependencies included.
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv model lint typecheck test test-fast demo manifests plan preflight bench bench-container simulate image run-pod plan-diff policy clean
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan preflight bench bench-container simulate image run-pod plan-diff policy lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -85,6 +85,9 @@ plan-diff: $(VENV)/.installed ## offline plan diff of STACK between BASE (defaul
 
 policy: $(VENV)/.installed ## run the CrossGuard policy pack on every stack's mock inventory
 	$(PY) -m infra.delivery policy-check
+
+lock: venv ## rewrite requirements/infra.lock (hash-pinned, what CI's Pulumi jobs install) from the pins
+	$(PY) -m infra.delivery.lock
 
 clean: ## remove build outputs (keeps the virtualenv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
