@@ -25,7 +25,8 @@ from infra.iam import AccountContext, managed_policy_output, pod_identity_trust,
 KARPENTER_OCI: Final = "oci://public.ecr.aws/karpenter"
 KARPENTER_NAMESPACE: Final = "kube-system"
 KARPENTER_SERVICE_ACCOUNT: Final = "karpenter"
-#: Chart (= controller) version per Kubernetes minor.
+#: Chart (= controller) version per Kubernetes minor. Karpenter's chart pins its controller image
+#: by digest for its own version, so the chart version pins the image too.
 KARPENTER_CHART_BY_MINOR: Final[Mapping[str, str]] = {
     "1.31": "1.8.2",
     "1.32": "1.8.2",

@@ -24,7 +24,9 @@ from infra.iam import AccountContext, document, pod_identity_trust
 
 KEDA_REPOSITORY: Final = "https://kedacore.github.io/charts"
 #: Chart version per Kubernetes minor. Chart and app versions match for these releases (chart
-#: 2.17.2 ships KEDA 2.17.2; adfinis/helm-charts#1447 and #2005 track 2.17.2 and 2.20.2).
+#: 2.17.2 ships KEDA 2.17.2; adfinis/helm-charts#1447 and #2005 track 2.17.2 and 2.20.2), and the
+#: images are pinned to the same tag (ghcr.io/kedacore/keda:<version>, likewise
+#: keda-metrics-apiserver and keda-admission-webhooks), so the chart's appVersion never decides.
 KEDA_CHART_BY_MINOR: Final[Mapping[str, str]] = {
     "1.31": "2.17.2",
     "1.32": "2.17.2",
@@ -147,6 +149,10 @@ class Keda(pulumi.ComponentResource):
             ),
         )
         values: dict[str, Any] = {
+            "image": {
+                component: {"tag": version}
+                for component in ("keda", "metricsApiServer", "webhooks")
+            },
             "nodeSelector": dict(SYSTEM_NODE_LABELS),
             # Credentials come from EKS Pod Identity, not IRSA: no role annotation on the SA.
             "podIdentity": {"aws": {"irsa": {"enabled": False}}},

@@ -223,6 +223,11 @@ def test_keda_operator_gets_that_role_through_pod_identity(long_lived: Inventory
     assert release["namespace"] == "kube-system"
     version = long_lived.one("aws:eks/cluster:Cluster")["version"]
     assert release["version"] == KEDA_CHART_BY_MINOR[version]
+    # The images are pinned to the chart's KEDA version too, never the chart's floating default.
+    assert release["values"]["image"] == {
+        component: {"tag": release["version"]}
+        for component in ("keda", "metricsApiServer", "webhooks")
+    }
     # Pod Identity, not IRSA: the chart must not annotate the ServiceAccount with a role.
     assert release["values"]["podIdentity"] == {"aws": {"irsa": {"enabled": False}}}
 
