@@ -12,7 +12,7 @@ STACK ?= dev
 # Pins for everything pip installs, transitive dependencies included.
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: help venv model lint typecheck test test-fast demo manifests plan bench bench-container image run-pod plan-diff policy clean
+.PHONY: help venv model lint typecheck test test-fast demo manifests plan preflight bench bench-container simulate image run-pod plan-diff policy lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -34,49 +34,60 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtualenvs with every pinned dependency
 
-model: venv ## train, gate and export the bundled digits model into build/model
+model: $(VENV)/.installed ## train, gate and export the bundled digits model into build/model
 	$(PY) -m service.model.package --out build/model
 
-lint: venv ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m scripts.lint_extra
 
-typecheck: venv ## mypy on the service, the infra program, the policy pack and the scripts
+typecheck: $(VENV)/.installed ## mypy on the service, the infra program, the policy pack and the scripts
 	$(VENV)/bin/mypy
 
-test-fast: venv ## the tests only, without lint and type-check
+test-fast: $(VENV)/.installed ## the tests only, without lint and type-check
 	$(VENV)/bin/pytest
 
 test: lint typecheck test-fast ## lint + type-check + every test that runs without a cloud account
 
-demo: venv ## package the model, serve it (in a container when Docker is there) and send real predictions
+demo: $(VENV)/.installed ## package the model, serve it (in a container when Docker is there) and send real predictions
 	$(PY) -m scripts.demo
 
-manifests: venv $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
-	$(PY) -m infra.tools.manifests --stack $(STACK)
+manifests: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
+	$(PY) -m infra.tools.manifests --stack $(STACK) $(foreach s,$(SET),--set $(s))
 
-plan: venv ## what `pulumi up -s STACK` would declare, from the program run under mocks
+plan: $(VENV)/.installed ## what `pulumi up -s STACK` would declare, from the program run under mocks
 	$(PY) -m infra.tools.plan --stack $(STACK)
 
-bench: venv ## the service benchmarks; writes benchmarks/results.md (about 9 min)
+# Read-only AWS calls with your current credentials; BACKEND / SECRETS_PROVIDER name the Pulumi
+# backend and secrets provider to check when PULUMI_BACKEND_URL and the stack file do not.
+preflight: $(VENV)/.installed ## before the first `pulumi up` in an account: versions, GPU offerings and quota, roles, access, backend
+	$(PY) -m infra.tools.preflight --stack $(STACK) $(if $(BACKEND),--backend '$(BACKEND)') $(if $(SECRETS_PROVIDER),--secrets-provider '$(SECRETS_PROVIDER)')
+
+bench: $(VENV)/.installed ## the service benchmarks; writes benchmarks/results.md (about 9 min)
 	$(PY) -m benchmarks.run
 
-bench-container: venv ## image size, cold start, rebuild time, container vs native throughput
+bench-container: $(VENV)/.installed ## image size, cold start, rebuild time, container vs native throughput
 	$(PY) -m benchmarks.container
 
+simulate: venv ## scaling simulation: policy table, plot and per-stack defaults into benchmarks/ (~1 min)
+	$(PY) -m benchmarks.simulate
+
 VARIANT ?= cpu
-image: venv ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
+image: $(VENV)/.installed ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
 	$(PY) -m scripts.container build --variant $(VARIANT)
 
-run-pod: venv ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
+run-pod: $(VENV)/.installed ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
 	$(PY) -m scripts.container run-pod --variant $(VARIANT)
 
-plan-diff: venv ## offline plan diff of STACK between BASE (default origin/main) and the working tree
+plan-diff: $(VENV)/.installed ## offline plan diff of STACK between BASE (default origin/main) and the working tree
 	$(PY) -m infra.delivery plan-diff --stack $(STACK) --base $(or $(BASE),origin/main)
 
-policy: venv ## run the CrossGuard policy pack on every stack's mock inventory
+policy: $(VENV)/.installed ## run the CrossGuard policy pack on every stack's mock inventory
 	$(PY) -m infra.delivery policy-check
+
+lock: venv ## rewrite requirements/infra.lock (hash-pinned, what CI's Pulumi jobs install) from the pins
+	$(PY) -m infra.delivery.lock
 
 clean: ## remove build outputs (keeps the virtualenv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,16 @@
-"""Cluster add-ons: EKS managed add-ons, the NVIDIA device plugin and cluster-autoscaler."""
+"""Cluster add-ons: EKS managed add-ons, the NVIDIA device plugin, cluster-autoscaler and the
+AWS Load Balancer Controller.
+
+Two components, because EKS needs some add-ons before any node and others after:
+
+- :class:`BeforeComputeAddons` (vpc-cni, kube-proxy, eks-pod-identity-agent) is created from
+  ``ClusterArgs.before_compute`` so the node groups depend on it: nodes join with pod networking
+  and Pod Identity already there, and on destroy the nodes go first. This is terraform-aws-eks's
+  ``before_compute = true`` (terraform-aws-modules/terraform-aws-eks main.tf:
+  ``aws_eks_addon.before_compute`` has no node-group dependency, ``aws_eks_addon.this`` depends
+  on the node groups).
+- :class:`Addons` (CoreDNS, metrics-server, CloudWatch, Helm releases) waits for the system nodes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +23,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import load_balancer_controller as lbc
 from infra.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY, SYSTEM_NODE_LABELS
+from infra.eks_versions import CLUSTER_AUTOSCALER
 from infra.iam import (
     AccountContext,
     document,
@@ -25,16 +39,41 @@ NVIDIA_DEVICE_PLUGIN_CHART: Final = (
     "nvidia-device-plugin",
     "0.17.1",
 )
-CLUSTER_AUTOSCALER_CHART: Final = (
+#: cluster-autoscaler's chart repository; chart version and image tag follow the cluster's minor
+#: version from one map, ``infra.eks_versions.CLUSTER_AUTOSCALER``.
+CLUSTER_AUTOSCALER_REPOSITORY: Final = (
     "https://kubernetes.github.io/autoscaler",
     "cluster-autoscaler",
-    "9.46.6",
 )
+
+
+def cluster_autoscaler_pin(kubernetes_version: str) -> tuple[tuple[str, str, str], str]:
+    """((repository, chart, chart version), image tag) for a cluster's Kubernetes minor."""
+    chart_version, image_tag = CLUSTER_AUTOSCALER[kubernetes_version]
+    return (*CLUSTER_AUTOSCALER_REPOSITORY, chart_version), image_tag
+
+
 CLUSTER_AUTOSCALER_SERVICE_ACCOUNT: Final = "cluster-autoscaler"
 CLOUDWATCH_AGENT_NAMESPACE: Final = "amazon-cloudwatch"
 CLOUDWATCH_AGENT_SERVICE_ACCOUNT: Final = "cloudwatch-agent"
+#: The CloudWatch agent's configuration, replacing the add-on's default: Container Insights
+#: (with the GPU metrics the alarms read) and no Application Signals. The add-on turns
+#: Application Signals on by default, and an ``application_signals`` (or ``app_signals``)
+#: section under ``logs.metrics_collected`` / ``traces.traces_collected`` is what enables it
+#: (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-Agent-Application_Signals.html,
+#: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Observability-EKS-addon.html).
+#: Left on, it would ship X-Ray traces under a role that has only CloudWatchAgentServerPolicy
+#: and bill per request for a service that exports its own Prometheus metrics.
+CLOUDWATCH_AGENT_CONFIG: Final[Mapping[str, Any]] = {
+    "logs": {
+        "metrics_collected": {
+            "kubernetes": {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
+        }
+    }
+}
 
-#: Add-ons that run before any node exists (DaemonSets on host networking).
+#: Add-ons that run before any node exists (DaemonSets on host networking); the node groups
+#: depend on them, so they are created before compute and deleted after it.
 NODELESS_ADDONS: Final = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 #: Add-ons whose Deployments need the system nodes to become ACTIVE.
 NODE_ADDONS: Final = ("coredns", "metrics-server", "amazon-cloudwatch-observability")
@@ -89,6 +128,96 @@ def autoscaler_policy(partition: str, region: str, account: str, cluster_name: s
     )
 
 
+def managed_addon(
+    resource_name: str,
+    addon: str,
+    *,
+    cluster: aws.eks.Cluster,
+    kubernetes_version: str,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
+    pod_identity: Sequence[aws.eks.AddonPodIdentityAssociationArgs] = (),
+) -> aws.eks.Addon:
+    """An EKS managed add-on at the newest version EKS offers for the cluster's Kubernetes."""
+    version = aws.eks.get_addon_version_output(
+        addon_name=addon,
+        kubernetes_version=kubernetes_version,
+        most_recent=True,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    ).version
+    return aws.eks.Addon(
+        resource_name,
+        cluster_name=cluster.name,
+        addon_name=addon,
+        addon_version=version,
+        configuration_values=_addon_configuration(addon),
+        pod_identity_associations=list(pod_identity) or None,
+        # EKS installs vpc-cni, kube-proxy and coredns itself; take them over in place.
+        resolve_conflicts_on_create="OVERWRITE",
+        resolve_conflicts_on_update="OVERWRITE",
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )
+
+
+@dataclass(frozen=True)
+class BeforeComputeAddonsArgs:
+    """Inputs of ``BeforeComputeAddons``."""
+
+    cluster: aws.eks.Cluster
+    kubernetes_version: str
+    tags: Mapping[str, str]
+
+
+class BeforeComputeAddons(pulumi.ComponentResource):
+    """vpc-cni, kube-proxy and eks-pod-identity-agent: what a node needs the moment it joins."""
+
+    addons: dict[str, aws.eks.Addon]
+
+    def __init__(
+        self, name: str, args: BeforeComputeAddonsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("torch-eks:infra:BeforeComputeAddons", name, None, opts)
+        self.addons = {
+            addon: managed_addon(
+                f"{name}-{addon}",
+                addon,
+                cluster=args.cluster,
+                kubernetes_version=args.kubernetes_version,
+                tags=args.tags,
+                parent=self,
+            )
+            for addon in NODELESS_ADDONS
+        }
+        self.register_outputs({"addons": sorted(self.addons)})
+
+
+class BeforeCompute:
+    """The ``ClusterArgs.before_compute`` hook: builds ``BeforeComputeAddons`` once the EKS
+    cluster exists and hands the cluster its add-ons to order the node groups after."""
+
+    def __init__(self, name: str, kubernetes_version: str, tags: Mapping[str, str]) -> None:
+        self._name = name
+        self._kubernetes_version = kubernetes_version
+        self._tags = dict(tags)
+        self._component: BeforeComputeAddons | None = None
+
+    def __call__(self, cluster: aws.eks.Cluster) -> list[pulumi.Resource]:
+        self._component = BeforeComputeAddons(
+            self._name,
+            BeforeComputeAddonsArgs(cluster, self._kubernetes_version, self._tags),
+        )
+        return list(self._component.addons.values())
+
+    @property
+    def component(self) -> BeforeComputeAddons:
+        """The add-ons, once the cluster has called the hook."""
+        if self._component is None:
+            raise RuntimeError("the cluster has not created its before-compute add-ons yet")
+        return self._component
+
+
 @dataclass(frozen=True)
 class AddonsArgs:
     """Inputs of ``Addons``."""
@@ -99,12 +228,17 @@ class AddonsArgs:
     system_node_group: aws.eks.NodeGroup
     k8s_provider: k8s.Provider
     tags: Mapping[str, str]
+    #: The add-ons the node groups were ordered after (Pod Identity's agent among them).
+    before_compute: BeforeComputeAddons
+    #: The VPC the AWS Load Balancer Controller puts load balancers in.
+    vpc_id: pulumi.Input[str]
     #: Resources the CloudWatch add-on must wait for (our log groups, so retention/KMS are ours).
     log_groups: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class Addons(pulumi.ComponentResource):
-    """EKS managed add-ons plus the NVIDIA device plugin and cluster-autoscaler Helm releases."""
+    """Node-hosted EKS add-ons, the NVIDIA device plugin, cluster-autoscaler and the AWS Load
+    Balancer Controller."""
 
     addons: dict[str, aws.eks.Addon]
 
@@ -114,9 +248,8 @@ class Addons(pulumi.ComponentResource):
         super().__init__("torch-eks:infra:Addons", name, None, opts)
         self._args = args
         self._ctx = AccountContext(self)
+        self._pod_identity_agent = args.before_compute.addons["eks-pod-identity-agent"]
         self.addons = {}
-        for addon in NODELESS_ADDONS:
-            self.addons[addon] = self._addon(name, addon, depends_on=[])
         cloudwatch_role = self._pod_role(
             f"{name}-cloudwatch-agent",
             managed=("CloudWatchAgentServerPolicy",),
@@ -126,46 +259,27 @@ class Addons(pulumi.ComponentResource):
             extra: list[pulumi.Resource] = [args.system_node_group]
             pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] = []
             if addon == "amazon-cloudwatch-observability":
-                extra += [*args.log_groups, self.addons["eks-pod-identity-agent"]]
+                extra += [*args.log_groups, self._pod_identity_agent]
                 pod_identity = [
                     aws.eks.AddonPodIdentityAssociationArgs(
                         role_arn=cloudwatch_role.arn,
                         service_account=CLOUDWATCH_AGENT_SERVICE_ACCOUNT,
                     )
                 ]
-            self.addons[addon] = self._addon(
-                name, addon, depends_on=extra, pod_identity=pod_identity
+            self.addons[addon] = managed_addon(
+                f"{name}-{addon}",
+                addon,
+                cluster=args.cluster,
+                kubernetes_version=args.kubernetes_version,
+                tags=args.tags,
+                parent=self,
+                depends_on=extra,
+                pod_identity=pod_identity,
             )
         self.nvidia_device_plugin = self._device_plugin(name)
         self.cluster_autoscaler = self._cluster_autoscaler(name)
+        self.load_balancer_controller = self._load_balancer_controller(name)
         self.register_outputs({"addons": sorted(self.addons)})
-
-    def _addon(
-        self,
-        name: str,
-        addon: str,
-        depends_on: list[pulumi.Resource],
-        pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
-    ) -> aws.eks.Addon:
-        version = aws.eks.get_addon_version_output(
-            addon_name=addon,
-            kubernetes_version=self._args.kubernetes_version,
-            most_recent=True,
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        ).version
-        return aws.eks.Addon(
-            f"{name}-{addon}",
-            cluster_name=self._args.cluster.name,
-            addon_name=addon,
-            addon_version=version,
-            configuration_values=_addon_configuration(addon),
-            pod_identity_associations=pod_identity or None,
-            # EKS installs vpc-cni, kube-proxy and coredns itself; take them over in place.
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            tags=dict(self._args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-        )
 
     def _pod_role(
         self, name: str, managed: Sequence[str], inline: pulumi.Output[str] | None
@@ -200,7 +314,7 @@ class Addons(pulumi.ComponentResource):
         self,
         resource_name: str,
         chart_spec: tuple[str, str, str],
-        values: dict[str, Any],
+        values: pulumi.Input[dict[str, Any]],
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> k8s.helm.v3.Release:
         """A pinned Helm chart in kube-system, installed atomically once nodes and DNS exist."""
@@ -251,15 +365,19 @@ class Addons(pulumi.ComponentResource):
             role_arn=role.arn,
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.addons["eks-pod-identity-agent"]]
+                parent=self,
+                depends_on=[self._pod_identity_agent],
+                # One association per namespace + service account: the old one must go first.
+                delete_before_replace=True,
             ),
         )
+        chart, image_tag = cluster_autoscaler_pin(self._args.kubernetes_version)
         values: dict[str, Any] = {
             "cloudProvider": "aws",
             "awsRegion": self._ctx.region,
             "autoDiscovery": {"clusterName": cluster_name},
             # The autoscaler's minor version must match the cluster's.
-            "image": {"tag": f"v{self._args.kubernetes_version}.0"},
+            "image": {"tag": image_tag},
             "fullnameOverride": "cluster-autoscaler",
             "rbac": {
                 "create": True,
@@ -274,8 +392,36 @@ class Addons(pulumi.ComponentResource):
             "nodeSelector": dict(SYSTEM_NODE_LABELS),
             "priorityClassName": "system-cluster-critical",
         }
+        return self._kube_system_release(f"{name}-cluster-autoscaler", chart, values, [association])
+
+    def _load_balancer_controller(self, name: str) -> k8s.helm.v3.Release:
+        """The AWS Load Balancer Controller with its published IAM policy, through Pod Identity."""
+        policy = self._ctx.partition.apply(lbc.iam_policy)
+        role = self._pod_role(f"{name}-load-balancer-controller", managed=(), inline=policy)
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-load-balancer-controller",
+            cluster_name=self._args.cluster.name,
+            namespace="kube-system",
+            service_account=lbc.SERVICE_ACCOUNT,
+            role_arn=role.arn,
+            tags=dict(self._args.tags),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self._pod_identity_agent],
+                # One association per namespace + service account: the old one must go first.
+                delete_before_replace=True,
+            ),
+        )
+        values = pulumi.Output.all(self._ctx.region, self._args.vpc_id).apply(
+            lambda v: lbc.helm_values(
+                cluster_name=self._args.cluster_name,
+                region=v[0],
+                vpc_id=v[1],
+                node_selector=dict(SYSTEM_NODE_LABELS),
+            )
+        )
         return self._kube_system_release(
-            f"{name}-cluster-autoscaler", CLUSTER_AUTOSCALER_CHART, values, [association]
+            f"{name}-load-balancer-controller", lbc.CHART, values, [association]
         )
 
 
@@ -286,5 +432,8 @@ def _addon_configuration(addon: str) -> str | None:
         # Without this the workload's NetworkPolicy objects are accepted but not enforced.
         settings = {"enableNetworkPolicy": "true"}
     elif addon == "amazon-cloudwatch-observability":
-        settings = {"containerLogs": {"enabled": True}}
+        settings = {
+            "containerLogs": {"enabled": True},
+            "agent": {"config": CLOUDWATCH_AGENT_CONFIG},
+        }
     return json.dumps(settings, sort_keys=True) if settings is not None else None

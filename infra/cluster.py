@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
 import pulumi_aws as aws
 
+from infra import gpu_instances
 from infra.config import CapacityType, NodeScaling
+from infra.eks_versions import SupportType
 from infra.iam import (
     AccountContext,
     account_root_statement,
@@ -48,7 +52,73 @@ NODE_MANAGED_POLICIES: Final = (
 )
 #: What the cluster role needs on the secrets key for envelope encryption.
 CLUSTER_KMS_ACTIONS: Final = ("kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey")
-CLUSTER_ADMIN_POLICY: Final = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+#: EKS access policies (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html).
+CLUSTER_ADMIN_POLICY: Final = "AmazonEKSClusterAdminPolicy"
+VIEW_POLICY: Final = "AmazonEKSViewPolicy"
+#: Kubernetes group of the roles that deploy workloads (preview dry runs and pr stacks); the
+#: ClusterRole bound to it (infra/cluster_rbac.py) grants the workload's object kinds only.
+WORKLOAD_DEPLOYERS_GROUP: Final = "torch-eks-inference:workload-deployers"
+#: Label cluster-autoscaler's AWS provider reads to tell GPU nodes apart.
+ACCELERATOR_LABEL: Final = "k8s.amazonaws.com/accelerator"
+#: The Auto Scaling service-linked role: EC2 Auto Scaling launches the nodes with it, so it must
+#: use the key of their root volumes. It exists only after an account's first Auto Scaling group.
+AUTOSCALING_SERVICE_ROLE_PATH: Final = (
+    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
+
+
+def access_policy_arn(partition: str, policy: str) -> str:
+    """ARN of an EKS access policy (owned by the ``aws`` account, no region)."""
+    return f"arn:{partition}:eks::aws:cluster-access-policy/{policy}"
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """What one IAM role may do in the cluster: access policies by scope, Kubernetes groups."""
+
+    principal_arn: str
+    policies: tuple[str, ...]
+    kubernetes_groups: tuple[str, ...]
+
+
+def access_grants(
+    admins: Sequence[str],
+    deployers: Sequence[str],
+    previewers: Sequence[str],
+    ephemeral: Sequence[str],
+) -> list[AccessGrant]:
+    """One grant per role (EKS allows one access entry per principal), least privilege per list.
+
+    - admins, deployers: cluster admin (the add-ons install CRDs and cluster-wide RBAC);
+    - previewers: view, plus the workload-deployers group, because a server-side dry run needs
+      the write verbs of what it previews;
+    - ephemeral (pr stacks): the workload-deployers group only.
+    """
+    policies: dict[str, set[str]] = {}
+    groups: dict[str, set[str]] = {}
+    for arn in [*admins, *deployers]:
+        policies.setdefault(arn, set()).add(CLUSTER_ADMIN_POLICY)
+    for arn in previewers:
+        policies.setdefault(arn, set()).add(VIEW_POLICY)
+        groups.setdefault(arn, set()).add(WORKLOAD_DEPLOYERS_GROUP)
+    for arn in ephemeral:
+        policies.setdefault(arn, set())
+        groups.setdefault(arn, set()).add(WORKLOAD_DEPLOYERS_GROUP)
+    return [
+        AccessGrant(
+            arn,
+            tuple(sorted(policies[arn])),
+            tuple(sorted(groups.get(arn, ()))) if CLUSTER_ADMIN_POLICY not in policies[arn] else (),
+        )
+        for arn in policies
+    ]
+
+
+def _principal_slug(arn: str) -> str:
+    """A short, stable logical-name part for a role ARN (role name + hash of the whole ARN)."""
+    role = arn.rsplit("/", 1)[-1].lower()
+    digest = hashlib.sha256(arn.encode()).hexdigest()[:6]
+    return f"{role[:40]}-{digest}"
 
 
 def _first_asg_name(resources: Sequence[aws.eks.outputs.NodeGroupResource]) -> str:
@@ -126,21 +196,30 @@ class ClusterArgs:
     gpu_instance_types: Sequence[str]
     gpu_capacity_type: CapacityType
     gpu_scaling: NodeScaling
-    gpus_per_node: int
     gpu_root_volume_gib: int
     system_instance_type: str
     system_scaling: NodeScaling
     log_retention_days: int
     deletion_protection: bool
     tags: Mapping[str, str]
+    upgrade_support_type: SupportType = SupportType.STANDARD
     admin_role_arns: Sequence[str] = field(default_factory=tuple)
+    deploy_role_arns: Sequence[str] = field(default_factory=tuple)
+    preview_role_arns: Sequence[str] = field(default_factory=tuple)
+    ephemeral_role_arns: Sequence[str] = field(default_factory=tuple)
+    #: Called with the EKS cluster before any node group is declared; the node groups depend on
+    #: what it returns (vpc-cni and the Pod Identity agent: ``infra.addons.BeforeCompute``).
+    before_compute: Callable[[aws.eks.Cluster], Sequence[pulumi.Resource]] | None = None
+    #: False when Karpenter provisions the GPU nodes (``nodeProvisioner: karpenter``).
+    managed_gpu_node_group: bool = True
 
 
 class Cluster(pulumi.ComponentResource):
-    """An EKS cluster with envelope-encrypted secrets, full control-plane logs and two node groups.
+    """An EKS cluster with envelope-encrypted secrets, full control-plane logs and node groups.
 
-    The deployer's IAM role (the caller running ``pulumi up``) and ``admin_role_arns`` get
-    cluster-admin access entries; nothing else is bootstrapped as admin.
+    A system node group, and one GPU node group per GPU family. Access entries come only from the
+    four role lists of ``ClusterArgs``; nobody, not even whoever runs ``pulumi up``, is admitted
+    implicitly (a creator grant would move to whoever ran the last ``up``).
     """
 
     name: pulumi.Output[str]
@@ -152,8 +231,9 @@ class Cluster(pulumi.ComponentResource):
     secrets_key_arn: pulumi.Output[str]
     logs_key_arn: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
-    gpu_node_group_name: pulumi.Output[str]
-    gpu_asg_name: pulumi.Output[str]
+    gpu_node_group_names: pulumi.Output[list[str]]
+    #: The access entries and their policy associations: Kubernetes calls wait for them.
+    access_resources: list[pulumi.Resource]
     control_plane_log_group_name: pulumi.Output[str]
     system_node_group: aws.eks.NodeGroup
     eks_cluster: aws.eks.Cluster
@@ -246,7 +326,9 @@ class Cluster(pulumi.ComponentResource):
                 resources=["secrets"],
             ),
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
-            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(
+                support_type=args.upgrade_support_type.value
+            ),
             deletion_protection=args.deletion_protection,
             tags=tags,
             opts=pulumi.ResourceOptions(
@@ -254,7 +336,9 @@ class Cluster(pulumi.ComponentResource):
             ),
         )
         self.eks_cluster = cluster
-        self._access_entries(name, cluster)
+        self.access_resources = self._access_entries(name, cluster)
+        # Node groups are created after, and destroyed before, what nodes need from their start.
+        self._compute_after = list(args.before_compute(cluster)) if args.before_compute else []
         node_role = self._node_role(name, tags)
         self.system_node_group = self._node_group(
             f"{name}-system",
@@ -269,38 +353,17 @@ class Cluster(pulumi.ComponentResource):
             root_volume_gib=40,
             key_arn=secrets_key.arn,
             tags=tags,
+            depends_on=self._compute_after,
         )
-        gpu_group = self._node_group(
-            f"{name}-gpu",
-            cluster,
-            node_role,
-            instance_types=list(args.gpu_instance_types),
-            capacity_type=args.gpu_capacity_type,
-            ami_type=GPU_AMI_TYPE,
-            scaling=args.gpu_scaling,
-            labels=GPU_NODE_LABELS,
-            taints=[
-                aws.eks.NodeGroupTaintArgs(
-                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
-                )
-            ],
-            root_volume_gib=args.gpu_root_volume_gib,
-            key_arn=secrets_key.arn,
-            tags=tags,
-        )
-        gpu_asg = gpu_group.resources.apply(_first_asg_name)
-        # Managed node groups do not copy labels and taints to their ASG, so an empty GPU group
-        # looks GPU-less to cluster-autoscaler until these tags tell it what a node would be.
-        template = node_template_tags(
-            GPU_NODE_LABELS, (GPU_TAINT_KEY, GPU_TAINT_VALUE, GPU_TAINT_EFFECT), args.gpus_per_node
-        )
-        for key, value in sorted(template.items()):
-            aws.autoscaling.Tag(
-                f"{name}-gpu-asg-{key.removeprefix(NODE_TEMPLATE_PREFIX + '/')}",
-                autoscaling_group_name=gpu_asg,
-                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        # With nodeProvisioner karpenter a Karpenter NodePool owns the GPU nodes: no managed group
+        # for cluster-autoscaler to size as well (one pool, one provisioner).
+        gpu_groups = [
+            self._gpu_node_group(name, family, types, cluster, node_role, secrets_key.arn, tags)
+            for family, types in gpu_instances.group_by_family(
+                tuple(args.gpu_instance_types)
+            ).items()
+            if args.managed_gpu_node_group
+        ]
 
         self.name = cluster.name
         self.arn = cluster.arn
@@ -317,8 +380,9 @@ class Cluster(pulumi.ComponentResource):
         self.secrets_key_arn = secrets_key.arn
         self.logs_key_arn = logs_key.arn
         self.node_role_arn = node_role.arn
-        self.gpu_node_group_name = gpu_group.node_group_name
-        self.gpu_asg_name = gpu_asg
+        self.gpu_node_group_names = pulumi.Output.all(
+            *[group.node_group_name for group in gpu_groups]
+        ).apply(lambda names: [str(n) for n in names])
         self.control_plane_log_group_name = log_group.name
         self.register_outputs(
             {
@@ -328,7 +392,7 @@ class Cluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
                 "secrets_key_arn": self.secrets_key_arn,
                 "logs_key_arn": self.logs_key_arn,
-                "gpu_asg_name": self.gpu_asg_name,
+                "gpu_node_group_names": self.gpu_node_group_names,
             }
         )
 
@@ -359,18 +423,26 @@ class Cluster(pulumi.ComponentResource):
 
     def _secrets_key_policy(self) -> pulumi.Output[str]:
         def build(partition: str, account: str) -> str:
-            # EC2 Auto Scaling launches the nodes and must use the key for their root volumes.
-            asg_role = (
-                f"arn:{partition}:iam::{account}:role/aws-service-role/"
-                "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
-            )
+            # EC2 Auto Scaling launches the nodes and must use the key for their root volumes
+            # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/key-policy-requirements-EBS-encryption.html).
+            # Naming its service-linked role as Principal fails with
+            # MalformedPolicyDocumentException in an account that has never had an Auto Scaling
+            # group (the role does not exist yet, and KMS validates principals). A wildcard
+            # principal pinned by aws:PrincipalArn + aws:PrincipalAccount admits exactly that
+            # role once it exists, and KMS does not validate condition values
+            # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn).
+            asg_role = f"arn:{partition}:iam::{account}:{AUTOSCALING_SERVICE_ROLE_PATH}"
+            only_that_role = {
+                "StringEquals": {"aws:PrincipalAccount": account},
+                "ArnEquals": {"aws:PrincipalArn": asg_role},
+            }
             return document(
                 [
                     account_root_statement(partition, account),
                     {
                         "Sid": "AutoScalingUseForNodeVolumes",
                         "Effect": "Allow",
-                        "Principal": {"AWS": asg_role},
+                        "Principal": {"AWS": "*"},
                         "Action": [
                             "kms:Encrypt",
                             "kms:Decrypt",
@@ -379,14 +451,18 @@ class Cluster(pulumi.ComponentResource):
                             "kms:DescribeKey",
                         ],
                         "Resource": "*",
+                        "Condition": only_that_role,
                     },
                     {
                         "Sid": "AutoScalingGrantsForNodeVolumes",
                         "Effect": "Allow",
-                        "Principal": {"AWS": asg_role},
+                        "Principal": {"AWS": "*"},
                         "Action": "kms:CreateGrant",
                         "Resource": "*",
-                        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                        "Condition": {
+                            **only_that_role,
+                            "Bool": {"kms:GrantIsForAWSResource": "true"},
+                        },
                     },
                 ]
             )
@@ -403,7 +479,7 @@ class Cluster(pulumi.ComponentResource):
             return document(
                 [
                     account_root_statement(partition, account),
-                    logs_service_statement("CloudWatchLogsOfThisCluster", region, groups),
+                    logs_service_statement("CloudWatchLogsOfThisCluster", region, account, groups),
                 ]
             )
 
@@ -411,30 +487,97 @@ class Cluster(pulumi.ComponentResource):
             lambda v: build(v[0], v[1], v[2])
         )
 
-    def _access_entries(self, name: str, cluster: aws.eks.Cluster) -> None:
-        # The deployer may be an assumed-role session; access entries need the role itself.
-        deployer = aws.iam.get_session_context_output(
-            arn=self._ctx.caller_arn, opts=pulumi.InvokeOutputOptions(parent=self)
-        ).issuer_arn
-        principals: list[tuple[str, pulumi.Input[str]]] = [("deployer", deployer)]
-        principals += [(f"admin-{i}", arn) for i, arn in enumerate(self._args.admin_role_arns)]
-        for label, principal in principals:
+    def _access_entries(self, name: str, cluster: aws.eks.Cluster) -> list[pulumi.Resource]:
+        args = self._args
+        created: list[pulumi.Resource] = []
+        grants = access_grants(
+            args.admin_role_arns,
+            args.deploy_role_arns,
+            args.preview_role_arns,
+            args.ephemeral_role_arns,
+        )
+        # One entry per principal is all EKS allows: a replacement must delete the old one first.
+        replace_in_place = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        for grant in grants:
+            slug = _principal_slug(grant.principal_arn)
             entry = aws.eks.AccessEntry(
-                f"{name}-{label}-access",
+                f"{name}-access-{slug}",
                 cluster_name=cluster.name,
-                principal_arn=principal,
+                principal_arn=grant.principal_arn,
                 type="STANDARD",
-                tags=dict(self._args.tags),
+                kubernetes_groups=list(grant.kubernetes_groups) or None,
+                tags=dict(args.tags),
+                opts=replace_in_place,
+            )
+            created.append(entry)
+            for policy in grant.policies:
+                created.append(
+                    aws.eks.AccessPolicyAssociation(
+                        f"{name}-access-{slug}-{policy}",
+                        cluster_name=cluster.name,
+                        principal_arn=entry.principal_arn,
+                        policy_arn=self._ctx.partition.apply(
+                            functools.partial(access_policy_arn, policy=policy)
+                        ),
+                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                        opts=replace_in_place,
+                    )
+                )
+        return created
+
+    def _gpu_node_group(
+        self,
+        name: str,
+        family: str,
+        instance_types: tuple[str, ...],
+        cluster: aws.eks.Cluster,
+        role: aws.iam.Role,
+        key_arn: pulumi.Output[str],
+        tags: Mapping[str, str],
+    ) -> aws.eks.NodeGroup:
+        """One GPU family's group, with the node-template tags cluster-autoscaler scales from."""
+        args = self._args
+        first = family == gpu_instances.family_of(args.gpu_instance_types[0])
+        # The minimum applies to the preferred (first) family; the others only scale from zero.
+        low = args.gpu_scaling.min_size if first else 0
+        labels = {**GPU_NODE_LABELS, ACCELERATOR_LABEL: gpu_instances.ACCELERATOR_BY_FAMILY[family]}
+        group = self._node_group(
+            f"{name}-gpu-{family}",
+            cluster,
+            role,
+            instance_types=list(instance_types),
+            capacity_type=args.gpu_capacity_type,
+            ami_type=GPU_AMI_TYPE,
+            # Desired = minimum: `up` never waits on spot capacity or quota for nodes no pod asked
+            # for; cluster-autoscaler owns the size afterwards.
+            scaling=NodeScaling(low, low, args.gpu_scaling.max_size),
+            labels=labels,
+            taints=[
+                aws.eks.NodeGroupTaintArgs(
+                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                )
+            ],
+            root_volume_gib=args.gpu_root_volume_gib,
+            key_arn=key_arn,
+            tags=tags,
+            depends_on=self._compute_after,
+        )
+        asg = group.resources.apply(_first_asg_name)
+        # Managed node groups do not copy labels and taints to their ASG, so an empty GPU group
+        # looks GPU-less to cluster-autoscaler until these tags tell it what a node would be
+        # (https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md#scaling-a-node-group-to-0).
+        gpus = min(gpu_instances.gpus_of(t) for t in instance_types)
+        template = node_template_tags(
+            labels, (GPU_TAINT_KEY, GPU_TAINT_VALUE, GPU_TAINT_EFFECT), gpus
+        )
+        for key, value in sorted(template.items()):
+            aws.autoscaling.Tag(
+                f"{name}-gpu-{family}-asg-{key.removeprefix(NODE_TEMPLATE_PREFIX + '/')}",
+                autoscaling_group_name=asg,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-{label}-admin",
-                cluster_name=cluster.name,
-                principal_arn=entry.principal_arn,
-                policy_arn=CLUSTER_ADMIN_POLICY,
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        return group
 
     def _node_role(self, name: str, tags: Mapping[str, str]) -> aws.iam.Role:
         role = aws.iam.Role(
@@ -468,6 +611,7 @@ class Cluster(pulumi.ComponentResource):
         root_volume_gib: int,
         key_arn: pulumi.Output[str],
         tags: Mapping[str, str],
+        depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.eks.NodeGroup:
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -521,6 +665,8 @@ class Cluster(pulumi.ComponentResource):
             tags=dict(tags),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                # Created after, and destroyed before, the add-ons nodes need from their start.
+                depends_on=list(depends_on),
                 # cluster-autoscaler owns the desired size once the group exists.
                 ignore_changes=["scalingConfig.desiredSize"],
             ),

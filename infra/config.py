@@ -26,6 +26,10 @@ from typing import Any, Final, TypeVar
 
 import pulumi
 
+from infra import eks_versions, gpu_instances, scaling_config
+from infra.eks_versions import SupportType
+from infra.scaling_config import ScalingConfig
+
 #: The Pulumi project name; config keys of this program live in its namespace.
 PROJECT: Final = "torch-eks-inference"
 
@@ -35,38 +39,34 @@ CLOUDWATCH_RETENTION_DAYS: Final = (
     2922, 3288, 3653,
 )  # fmt: skip
 
-#: Kubernetes versions this program is tested against (EKS standard support).
-SUPPORTED_K8S_VERSIONS: Final = ("1.31", "1.32", "1.33", "1.34")
-
 #: x86_64 NVIDIA instance families the AL2023_x86_64_NVIDIA AMI supports.
-GPU_FAMILIES: Final = ("g4dn", "g5", "g6", "g6e", "gr6", "p4d", "p4de", "p5", "p5e", "p5en")
-#: Sizes that exist across those families, with the GPUs one instance carries.
-_GPUS_BY_SIZE: Final = {
-    "xlarge": 1,
-    "2xlarge": 1,
-    "4xlarge": 1,
-    "8xlarge": 1,
-    "16xlarge": 1,
-    "12xlarge": 4,
-    "24xlarge": 4,
-    "48xlarge": 8,
-    "metal": 8,
-}
-#: Families whose every size carries eight GPUs.
-_EIGHT_GPU_FAMILIES: Final = ("p4d", "p4de", "p5", "p5e", "p5en")
+GPU_FAMILIES: Final = tuple(gpu_instances.ACCELERATOR_BY_FAMILY)
+#: Extra pods a rolling update runs next to the old ones (the Deployment's maxSurge); each CUDA
+#: pod holds a whole GPU, so the GPU capacity check counts them.
+ROLLOUT_MAX_SURGE: Final = 1
 
 _INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z][a-z0-9-]*)\.(?P<size>[a-z0-9]+)$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
-_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 _PR_STACK = re.compile(r"^pr-(?P<number>[1-9]\d{0,8})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: ``imageRef`` of dev's very first ``up``: the platform and its registry, no service yet.
+IMAGE_REF_NONE: Final = "none"
+#: An image by digest: ``<registry host>[:port]/<repository>@sha256:<64 hex>`` (OCI distribution
+#: spec digest form; repository path components are lowercase per the same spec).
+IMAGE_REF = re.compile(
+    r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"@sha256:[0-9a-f]{64}$"
+)
 _TAG_KEY = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+#: The longest a pr stack may live (expiryHours); the registry's lifecycle rules rely on it.
+MAX_EXPIRY_HOURS: Final = 720
 
 #: Minimum length of an API key given through config (a generated one has 48 characters).
 MIN_API_KEY_LENGTH: Final = 24
@@ -100,6 +100,19 @@ class ImageVariant(StrEnum):
 
     CPU = "cpu"
     CUDA = "cuda"
+
+
+class CiRunner(StrEnum):
+    """Where the CI jobs that run ``pulumi`` against this stack's cluster execute.
+
+    github-hosted runners have no fixed egress addresses, so they need a public endpoint open to
+    0.0.0.0/0; a self-hosted runner or a Pulumi Deployments customer-managed agent inside the VPC
+    reaches the private endpoint (see docs/cluster-access.md).
+    """
+
+    GITHUB_HOSTED = "github-hosted"
+    SELF_HOSTED_VPC = "self-hosted-vpc"
+    PULUMI_DEPLOYMENTS_AGENT = "pulumi-deployments-agent"
 
 
 class ServiceType(StrEnum):
@@ -169,10 +182,21 @@ class StackConfig:
     az_count: int
     nat_policy: NatPolicy
     public_access_cidrs: tuple[str, ...]
+    upgrade_support_type: SupportType
+    ci_runner: CiRunner
+    #: Cluster administrators (AmazonEKSClusterAdminPolicy).
     admin_role_arns: tuple[str, ...]
+    #: Roles that run `pulumi up` on this stack (cluster admin: add-ons install cluster RBAC).
+    deploy_role_arns: tuple[str, ...]
+    #: Roles that run `pulumi preview` (view, plus dry-run writes of the workload's objects).
+    preview_role_arns: tuple[str, ...]
+    #: Roles that run pr-* stacks on this cluster (their namespaces and workloads only).
+    ephemeral_role_arns: tuple[str, ...]
     gpu_instance_types: tuple[str, ...]
     gpu_capacity_type: CapacityType
     gpu_nodes: NodeScaling
+    #: GPUs kept free for pr-* stacks on this (dev) cluster; pr stacks are refused without them.
+    pr_gpu_slots: int
     gpu_root_volume_gib: int
     system_instance_type: str
     system_nodes: NodeScaling
@@ -191,6 +215,16 @@ class StackConfig:
     service_account: str
     api_key: SecretStr | None = field(repr=False)
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Valid but costly or soon-due choices, printed as warnings by the program.
+    warnings: tuple[str, ...] = ()
+    #: Long-lived stacks: the image CI built once, by digest (pr stacks build their own).
+    image_ref: str | None = None
+    #: Highest p99 latency (ms) the post-deploy smoke test accepts under its short load.
+    smoke_p99_ms: int = 500
+    #: (account id or "" for this account, region) the delivery registry replicates images to.
+    image_replicas: tuple[tuple[str, str], ...] = ()
+    #: Autoscaling: targets, scale to zero, node provisioner (``infra.scaling_config``).
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
 
     @property
     def is_ephemeral(self) -> bool:
@@ -200,16 +234,37 @@ class StackConfig:
     @property
     def partition(self) -> str:
         """The AWS partition of the region (aws, aws-us-gov or aws-cn)."""
-        if self.region.startswith("us-gov-"):
-            return "aws-us-gov"
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        return "aws"
+        return _partition_of(self.region)
 
     @property
     def gpus_per_node(self) -> int:
         """GPUs on the smallest configured GPU instance type (what scale-from-zero may assume)."""
         return min((gpus_of(t) for t in self.gpu_instance_types), default=1)
+
+    @property
+    def gpu_capacity(self) -> int:
+        """GPUs the GPU node groups guarantee at their maximum size (smallest type counted)."""
+        return self.gpu_nodes.max_size * self.gpus_per_node if self.gpu_instance_types else 0
+
+    @property
+    def gpus_needed(self) -> int:
+        """GPUs this stack's own workload needs at its peak, rollout surge included."""
+        if self.image_variant is not ImageVariant.CUDA:
+            return 0
+        return self.hpa_max_replicas + ROLLOUT_MAX_SURGE
+
+    @property
+    def access_principals(self) -> tuple[str, ...]:
+        """Every IAM role that gets an access entry on this stack's cluster."""
+        seen: dict[str, None] = {}
+        for arn in (
+            *self.admin_role_arns,
+            *self.deploy_role_arns,
+            *self.preview_role_arns,
+            *self.ephemeral_role_arns,
+        ):
+            seen.setdefault(arn, None)
+        return tuple(seen)
 
     @property
     def expires_at_iso(self) -> str | None:
@@ -241,8 +296,10 @@ ENVIRONMENT_DEFAULTS: Final[Mapping[Environment, Mapping[str, Any]]] = {
         "gpuInstanceTypes": ["g5.xlarge", "g6.xlarge", "g4dn.xlarge"],
         "gpuCapacityType": "SPOT",
         "gpuNodeMin": 0,
-        "gpuNodeDesired": 1,
-        "gpuNodeMax": 2,
+        "gpuNodeMax": 5,
+        "prGpuSlots": 2,
+        "upgradeSupportType": "STANDARD",
+        "ciRunner": "self-hosted-vpc",
         "systemNodeMin": 1,
         "systemNodeDesired": 2,
         "systemNodeMax": 3,
@@ -260,8 +317,10 @@ ENVIRONMENT_DEFAULTS: Final[Mapping[Environment, Mapping[str, Any]]] = {
         "gpuInstanceTypes": ["g5.xlarge", "g6.xlarge"],
         "gpuCapacityType": "SPOT",
         "gpuNodeMin": 0,
-        "gpuNodeDesired": 1,
-        "gpuNodeMax": 3,
+        "gpuNodeMax": 4,
+        "prGpuSlots": 0,
+        "upgradeSupportType": "STANDARD",
+        "ciRunner": "self-hosted-vpc",
         "systemNodeMin": 2,
         "systemNodeDesired": 2,
         "systemNodeMax": 3,
@@ -279,8 +338,10 @@ ENVIRONMENT_DEFAULTS: Final[Mapping[Environment, Mapping[str, Any]]] = {
         "gpuInstanceTypes": ["g5.xlarge"],
         "gpuCapacityType": "ON_DEMAND",
         "gpuNodeMin": 2,
-        "gpuNodeDesired": 2,
-        "gpuNodeMax": 6,
+        "gpuNodeMax": 7,
+        "prGpuSlots": 0,
+        "upgradeSupportType": "EXTENDED",
+        "ciRunner": "self-hosted-vpc",
         "systemNodeMin": 3,
         "systemNodeDesired": 3,
         "systemNodeMax": 4,
@@ -305,7 +366,7 @@ ENVIRONMENT_DEFAULTS: Final[Mapping[Environment, Mapping[str, Any]]] = {
 
 #: Defaults that do not depend on the environment.
 COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
-    "kubernetesVersion": "1.33",
+    "kubernetesVersion": eks_versions.DEFAULT_VERSION,
     "clusterName": "",
     "vpcCidr": "10.0.0.0/16",
     "existingVpcId": "",
@@ -313,10 +374,17 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
     "existingPublicSubnetIds": [],
     "endpointPublicAccessCidrs": [],
     "adminRoleArns": [],
+    "deployRoleArns": [],
+    "previewRoleArns": [],
+    "ephemeralRoleArns": [],
+    "allowWorldOpenEndpoint": False,
     "gpuRootVolumeGiB": 100,
     "systemInstanceType": "t3.large",
     "hpaTargetCpuUtilization": 70,
     "imageTag": "",
+    "imageRef": "",
+    "smokeP99Ms": 500,
+    "imageReplicas": [],
     "expiryHours": 72,
     "expiresAt": "",
     "clusterStack": "",
@@ -327,6 +395,7 @@ COMMON_DEFAULTS: Final[Mapping[str, Any]] = {
 KNOWN_KEYS: Final = frozenset(
     {"environment", "apiKey", *COMMON_DEFAULTS}
     | {key for defaults in ENVIRONMENT_DEFAULTS.values() for key in defaults}
+    | scaling_config.keys()
 )
 #: Keys that only make sense on long-lived stacks; pr stacks borrow dev's cluster.
 _CLUSTER_ONLY_KEYS: Final = frozenset(
@@ -336,8 +405,14 @@ _CLUSTER_ONLY_KEYS: Final = frozenset(
         "gpuInstanceTypes",
         "gpuCapacityType",
         "gpuNodeMin",
-        "gpuNodeDesired",
         "gpuNodeMax",
+        "prGpuSlots",
+        "upgradeSupportType",
+        "ciRunner",
+        "allowWorldOpenEndpoint",
+        "deployRoleArns",
+        "previewRoleArns",
+        "ephemeralRoleArns",
         "systemNodeMin",
         "systemNodeDesired",
         "systemNodeMax",
@@ -357,12 +432,17 @@ _CLUSTER_ONLY_KEYS: Final = frozenset(
 _T = TypeVar("_T")
 
 
+#: Keys this program used to read, with what replaced them.
+RETIRED_KEYS: Final = {
+    "gpuNodeDesired": "GPU node groups start at gpuNodeMin and cluster-autoscaler sizes them "
+    "(a desired size above the minimum made `pulumi up` wait on spot capacity and quota); "
+    "remove it: `pulumi config rm gpuNodeDesired`",
+}
+
+
 def gpus_of(instance_type: str) -> int:
     """GPUs one instance of a validated GPU instance type carries."""
-    family, size = instance_type.split(".", 1)
-    if family in _EIGHT_GPU_FAMILIES:
-        return 8
-    return _GPUS_BY_SIZE[size]
+    return gpu_instances.gpus_of(instance_type)
 
 
 class _Reader:
@@ -512,18 +592,24 @@ def load_stack_config(
     Raises ConfigError listing every problem found.
     """
     environment = environment_of(stack, raw, project)
-    defaults = {**COMMON_DEFAULTS, **ENVIRONMENT_DEFAULTS[environment]}
+    defaults = {
+        **COMMON_DEFAULTS,
+        **ENVIRONMENT_DEFAULTS[environment],
+        **scaling_config.defaults_for(environment.value),
+    }
     r = _Reader(project, raw, defaults)
     ephemeral = environment is Environment.PR
 
     for full_key in sorted(raw):
         namespace, _, name = full_key.partition(":")
-        if namespace == project and name not in KNOWN_KEYS:
+        if namespace == project and name in RETIRED_KEYS:
+            r.fail(name, raw[full_key], RETIRED_KEYS[name])
+        elif namespace == project and name not in KNOWN_KEYS:
             r.fail(name, raw[full_key], f"unknown key; known keys: {', '.join(sorted(KNOWN_KEYS))}")
         elif (
             namespace == project
             and ephemeral
-            and name in _CLUSTER_ONLY_KEYS
+            and name in _CLUSTER_ONLY_KEYS | scaling_config.SCALING_CLUSTER_ONLY_KEYS
             and not is_unset(raw[full_key])
             and raw[full_key] != json.dumps(COMMON_DEFAULTS.get(name))
             and raw[full_key] != str(COMMON_DEFAULTS.get(name))
@@ -540,11 +626,17 @@ def load_stack_config(
     elif not _REGION.match(region):
         r.problems.append(f"aws:region = {region!r}: not an AWS region name such as us-west-2")
 
-    kubernetes_version = r.string(
-        "kubernetesVersion",
-        lambda v: v in SUPPORTED_K8S_VERSIONS,
-        f"must be one of {', '.join(SUPPORTED_K8S_VERSIONS)}",
-    )
+    today = (now or datetime.now(UTC)).date()
+    warnings: list[str] = []
+    kubernetes_version = r.string("kubernetesVersion")
+    support_type = SupportType.STANDARD
+    if not ephemeral:
+        support_type = r.choice("upgradeSupportType", SupportType, SupportType.STANDARD)
+        problem = eks_versions.support_problem(kubernetes_version, support_type, today)
+        if problem is not None:
+            r.fail("kubernetesVersion", kubernetes_version, problem)
+        elif (warning := eks_versions.support_warning(kubernetes_version, today)) is not None:
+            warnings.append(f"{r.key('kubernetesVersion')} = {kubernetes_version!r}: {warning}")
     cluster_name = (
         r.string(
             "clusterName",
@@ -571,20 +663,30 @@ def load_stack_config(
     )
     public_cidrs = r.string_list("endpointPublicAccessCidrs")
     _check_public_cidrs(r, environment, public_cidrs)
-    admin_arns = r.string_list("adminRoleArns")
-    for arn in admin_arns:
-        if not _IAM_PRINCIPAL_ARN.match(arn):
-            r.fail("adminRoleArns", arn, "each entry must be an IAM role or user ARN")
+    ci_runner = CiRunner.GITHUB_HOSTED
+    access: dict[str, list[str]] = {key: [] for key in ACCESS_ROLE_KEYS}
+    if not ephemeral:
+        ci_runner = r.choice("ciRunner", CiRunner, CiRunner.SELF_HOSTED_VPC)
+        world_open_allowed = r.boolean("allowWorldOpenEndpoint")
+        access = {key: _role_arns(r, key) for key in ACCESS_ROLE_KEYS}
+        _check_endpoint_reach(r, public_cidrs, ci_runner, world_open_allowed, access)
 
     gpu_types: list[str] = []
+    pr_slots = 0
     capacity = CapacityType.ON_DEMAND
     gpu_nodes = system_nodes = NodeScaling(0, 0, 0)
     if not ephemeral:
         gpu_types = r.string_list("gpuInstanceTypes")
         _check_gpu_types(r, gpu_types)
         capacity = r.choice("gpuCapacityType", CapacityType, CapacityType.ON_DEMAND)
-        gpu_nodes = _scaling(r, "gpuNode", minimum=0)
+        gpu_low = r.integer("gpuNodeMin", 0, 100)
+        gpu_high = r.integer("gpuNodeMax", 1, 100)
+        if gpu_low > gpu_high:
+            r.fail("gpuNodeMin", gpu_low, f"must not exceed gpuNodeMax ({gpu_high})")
+        # The groups start at their minimum: a larger desired size makes `up` wait for capacity.
+        gpu_nodes = NodeScaling(gpu_low, gpu_low, gpu_high)
         system_nodes = _scaling(r, "systemNode", minimum=1)
+        pr_slots = r.integer("prGpuSlots", 0, 64)
     gpu_root = r.integer("gpuRootVolumeGiB", 50, 2000)
     system_type = r.string(
         "systemInstanceType", lambda v: _is_cpu_instance_type(v), "a non-GPU instance type"
@@ -604,21 +706,16 @@ def load_stack_config(
     hpa_target = r.integer("hpaTargetCpuUtilization", 10, 95)
 
     variant = r.choice("imageVariant", ImageVariant, ImageVariant.CUDA)
-    if variant is ImageVariant.CUDA and gpu_types and all(map(_is_known_gpu_type, gpu_types)):
-        # Every CUDA replica holds one whole GPU: more replicas than GPUs never schedule.
-        capacity_gpus = gpu_nodes.max_size * min(gpus_of(t) for t in gpu_types)
-        if hpa_max > capacity_gpus:
-            r.fail(
-                "hpaMaxReplicas",
-                hpa_max,
-                f"exceeds the {capacity_gpus} GPU(s) gpuNodeMax ({gpu_nodes.max_size}) nodes "
-                "of the smallest gpuInstanceTypes entry provide; raise gpuNodeMax or lower it",
-            )
+    if gpu_types and all(map(_is_known_gpu_type, gpu_types)):
+        _check_gpu_capacity(r, variant, hpa_max, gpu_nodes, gpu_types, pr_slots)
     image_tag = r.string(
         "imageTag",
         lambda v: bool(_IMAGE_TAG.match(v)),
         "a Docker tag: letters, digits, _ . -, at most 128 characters",
     )
+    image_ref = _image_ref(r, ephemeral, environment)
+    smoke_p99_ms = r.integer("smokeP99Ms", 1, 60_000)
+    image_replicas = _image_replicas(r, environment)
     service_type = r.choice("serviceType", ServiceType, ServiceType.CLUSTER_IP)
     deletion_protection = r.boolean("deletionProtection")
     if environment is Environment.PROD and not deletion_protection:
@@ -650,6 +747,9 @@ def load_stack_config(
             "(lowercase letters, digits and -, at most 63 characters)"
         )
 
+    scaling = scaling_config.read_scaling(
+        r, environment, gpu_nodes, gpu_stack=variant is ImageVariant.CUDA
+    )
     api_key = _api_key(r, secret_keys)
     tags = _tags(r)
 
@@ -669,10 +769,16 @@ def load_stack_config(
         az_count=az_count,
         nat_policy=nat_policy,
         public_access_cidrs=tuple(public_cidrs),
-        admin_role_arns=tuple(admin_arns),
+        upgrade_support_type=support_type,
+        ci_runner=ci_runner,
+        admin_role_arns=tuple(access["adminRoleArns"]),
+        deploy_role_arns=tuple(access["deployRoleArns"]),
+        preview_role_arns=tuple(access["previewRoleArns"]),
+        ephemeral_role_arns=tuple(access["ephemeralRoleArns"]),
         gpu_instance_types=tuple(gpu_types),
         gpu_capacity_type=capacity,
         gpu_nodes=gpu_nodes,
+        pr_gpu_slots=pr_slots,
         gpu_root_volume_gib=gpu_root,
         system_instance_type=system_type,
         system_nodes=system_nodes,
@@ -691,7 +797,78 @@ def load_stack_config(
         service_account="inference",
         api_key=api_key,
         tags=tags,
+        warnings=tuple(warnings),
+        image_ref=image_ref or None,
+        smoke_p99_ms=smoke_p99_ms,
+        image_replicas=image_replicas,
+        scaling=scaling,
     )
+
+
+def _image_ref(r: _Reader, ephemeral: bool, environment: Environment) -> str:
+    """Long-lived stacks deploy the image CI built once, by digest; pr stacks build their own.
+
+    Its absence on a long-lived stack is reported by ``require_image_ref`` when the program
+    runs, so that tools which only read config (defaults, previews of old stacks) still work.
+    """
+    ref = r.string(
+        "imageRef",
+        lambda v: bool(IMAGE_REF.match(v)) or v == IMAGE_REF_NONE,
+        "an image by digest: <registry>/<repository>@sha256:<64 lowercase hex>",
+    )
+    if ephemeral and ref:
+        r.fail("imageRef", ref, "not allowed on pr stacks: they build their own image")
+    elif ref == IMAGE_REF_NONE and environment is not Environment.DEV:
+        r.fail(
+            "imageRef",
+            ref,
+            "'none' (platform without the service) is for dev's first up only, before CI has "
+            "pushed an image to its registry; other stacks take an image dev verified",
+        )
+    return ref
+
+
+def _image_replicas(r: _Reader, environment: Environment) -> tuple[tuple[str, str], ...]:
+    """ECR replication targets of the delivery registry: ``REGION`` or ``ACCOUNT_ID:REGION``."""
+    entries = r.string_list("imageReplicas")
+    if entries and environment is not Environment.DEV:
+        r.fail(
+            "imageReplicas",
+            entries,
+            "only the dev stack holds the delivery registry CI pushes to (and ECR keeps one "
+            "replication configuration per registry); set it there",
+        )
+        return ()
+    replicas = []
+    for entry in entries:
+        account, _, region = entry.rpartition(":")
+        if not _REGION.match(region) or (account and not re.fullmatch(r"\d{12}", account)):
+            r.fail("imageReplicas", entry, "each entry is REGION or ACCOUNT_ID:REGION")
+        else:
+            replicas.append((account, region))
+    return tuple(replicas)
+
+
+def require_image_ref(cfg: StackConfig) -> str | None:
+    """The image a long-lived stack runs, ``None`` for dev's explicit bootstrap (``none``).
+
+    Unset is a ConfigError that names the command setting it: a missing image must never
+    quietly become "no service".
+    """
+    if cfg.image_ref == IMAGE_REF_NONE:
+        return None
+    if cfg.image_ref is None:
+        raise ConfigError(
+            cfg.stack,
+            [
+                f"{cfg.project}:imageRef is not set: long-lived stacks run the image CI built "
+                "and pushed once, by digest. `python -m infra.delivery.deploy --stack "
+                f"{cfg.stack} --image REPO@sha256:<64 hex>` sets it; by hand: `pulumi config "
+                f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`. For dev's first up, "
+                "before CI has pushed anything: `pulumi config set imageRef none -s dev`"
+            ],
+        )
+    return cfg.image_ref
 
 
 def _check_vpc_cidr(r: _Reader, cidr: str) -> None:
@@ -746,18 +923,107 @@ def _check_public_cidrs(r: _Reader, environment: Environment, cidrs: list[str]) 
             )
 
 
+#: Config keys listing the IAM roles that get an access entry, least privileged last.
+ACCESS_ROLE_KEYS: Final = (
+    "adminRoleArns",
+    "deployRoleArns",
+    "previewRoleArns",
+    "ephemeralRoleArns",
+)
+_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_ASSUMED_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/")
+
+
+def _partition_of(region: str) -> str:
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws-cn" if region.startswith("cn-") else "aws"
+
+
+def _role_arns(r: _Reader, key: str) -> list[str]:
+    arns = r.string_list(key)
+    region = r.raw.get("aws:region", "")
+    partition = _partition_of(region)
+    for arn in arns:
+        if _IAM_ROLE_ARN.match(arn) and not arn.startswith(f"arn:{partition}:"):
+            # An access entry for a role of another partition can never authenticate.
+            r.fail(key, arn, f"not a role of the {partition} partition that {region} is in")
+            continue
+        if _ASSUMED_ROLE_ARN.match(arn):
+            # Access entries name the role itself; a session ARN changes with every login.
+            r.fail(
+                key, arn, "an STS session ARN; give the role: arn:aws:iam::<account>:role/<name>"
+            )
+        elif not _IAM_ROLE_ARN.match(arn):
+            r.fail(key, arn, "each entry must be an IAM role ARN (arn:aws:iam::<account>:role/...)")
+    return arns
+
+
+def _check_endpoint_reach(
+    r: _Reader,
+    cidrs: list[str],
+    ci_runner: CiRunner,
+    world_open_allowed: bool,
+    access: Mapping[str, list[str]],
+) -> None:
+    """Somebody must be able to deploy, and CI must be able to reach the API it deploys to."""
+    if not access["adminRoleArns"] and not access["deployRoleArns"]:
+        r.fail(
+            "deployRoleArns",
+            [],
+            "no role could reach the cluster to deploy the workload: list the role CI assumes "
+            "for `pulumi up` (and yours in adminRoleArns); access is never granted implicitly",
+        )
+    world_open = any(c in ("0.0.0.0/0", "::/0") for c in cidrs)
+    runs_pr_code = bool(access["ephemeralRoleArns"])
+    if world_open and runs_pr_code and not world_open_allowed:
+        r.fail(
+            "endpointPublicAccessCidrs",
+            cidrs,
+            "this cluster runs pull-request code (ephemeralRoleArns is set) and its API would be "
+            "open to the whole internet; list your runners' egress ranges, run CI inside the VPC "
+            "(ciRunner: self-hosted-vpc), or accept it with allowWorldOpenEndpoint: true",
+        )
+    if ci_runner is CiRunner.GITHUB_HOSTED and not world_open:
+        r.fail(
+            "ciRunner",
+            ci_runner.value,
+            "GitHub-hosted runners have no fixed egress addresses, so they cannot reach an "
+            "endpoint that is private or allow-listed; use a self-hosted runner in the VPC or a "
+            "Pulumi Deployments agent (self-hosted-vpc / pulumi-deployments-agent), see "
+            "docs/cluster-access.md",
+        )
+
+
+def _check_gpu_capacity(
+    r: _Reader,
+    variant: ImageVariant,
+    hpa_max: int,
+    gpu_nodes: NodeScaling,
+    gpu_types: list[str],
+    pr_slots: int,
+) -> None:
+    """Every CUDA replica holds one whole GPU, surge pods and pr stacks included."""
+    capacity = gpu_nodes.max_size * min(gpus_of(t) for t in gpu_types)
+    own = hpa_max + ROLLOUT_MAX_SURGE if variant is ImageVariant.CUDA else 0
+    if own + pr_slots > capacity:
+        r.fail(
+            "gpuNodeMax",
+            gpu_nodes.max_size,
+            f"{capacity} GPU(s) at most (gpuNodeMax x the smallest gpuInstanceTypes entry), but "
+            f"the service needs {own} (hpaMaxReplicas {hpa_max} + {ROLLOUT_MAX_SURGE} rollout "
+            f"surge) and prGpuSlots keeps {pr_slots} for pr stacks; raise gpuNodeMax to "
+            f"{-(-(own + pr_slots) // min(gpus_of(t) for t in gpu_types))} or lower the others",
+        )
+
+
 def _is_gpu_type(value: str) -> bool:
     match = _INSTANCE_TYPE.match(value)
     return bool(match and match["family"] in GPU_FAMILIES)
 
 
 def _is_known_gpu_type(value: str) -> bool:
-    match = _INSTANCE_TYPE.match(value)
-    return bool(
-        match
-        and match["family"] in GPU_FAMILIES
-        and (match["family"] in _EIGHT_GPU_FAMILIES or match["size"] in _GPUS_BY_SIZE)
-    )
+    return value in gpu_instances.GPU_INSTANCES
 
 
 def _is_cpu_instance_type(value: str) -> bool:
@@ -778,12 +1044,11 @@ def _check_gpu_types(r: _Reader, types: list[str]) -> None:
                 value,
                 f"not an x86_64 NVIDIA GPU instance type; families: {', '.join(GPU_FAMILIES)}",
             )
-        elif match["family"] not in _EIGHT_GPU_FAMILIES and match["size"] not in _GPUS_BY_SIZE:
-            r.fail(
-                "gpuInstanceTypes",
-                value,
-                f"unknown size; sizes: {', '.join(_GPUS_BY_SIZE)}",
+        elif value not in gpu_instances.GPU_INSTANCES:
+            sizes = sorted(
+                t for t in gpu_instances.GPU_INSTANCES if t.startswith(f"{match['family']}.")
             )
+            r.fail("gpuInstanceTypes", value, f"no such {match['family']} size; sizes: {sizes}")
 
 
 def _scaling(r: _Reader, prefix: str, minimum: int) -> NodeScaling:
@@ -800,7 +1065,7 @@ def _scaling(r: _Reader, prefix: str, minimum: int) -> NodeScaling:
 
 
 def _expiry(r: _Reader, ephemeral: bool, now: datetime | None) -> datetime | None:
-    hours = r.integer("expiryHours", 1, 720)
+    hours = r.integer("expiryHours", 1, MAX_EXPIRY_HOURS)
     text = r.string("expiresAt")
     if not ephemeral:
         if text:
@@ -867,6 +1132,9 @@ def raw_config_from_pulumi() -> tuple[dict[str, str], frozenset[str]]:
 def from_pulumi() -> StackConfig:
     """The running stack's validated configuration (what ``__main__`` calls first)."""
     raw, secret_keys = raw_config_from_pulumi()
-    return load_stack_config(
+    config = load_stack_config(
         pulumi.get_stack(), raw, project=pulumi.get_project(), secret_keys=secret_keys
     )
+    for warning in config.warnings:
+        pulumi.log.warn(warning)
+    return config

@@ -58,11 +58,19 @@ def account_root_statement(partition: str, account_id: str) -> dict[str, Any]:
     }
 
 
-def logs_service_statement(sid: str, region: str, log_group_arns: str) -> dict[str, Any]:
+def logs_service_statement(
+    sid: str, region: str, account_id: str, log_group_arns: str
+) -> dict[str, Any]:
     """Key policy statement letting CloudWatch Logs use the key for matching log groups only.
 
-    The encryption-context condition is what keeps one key from encrypting any log group in the
-    account: CloudWatch Logs passes the log group's ARN as context on every call.
+    The encryption-context condition is what keeps one key from encrypting any log group:
+    CloudWatch Logs passes the log group's ARN as ``kms:EncryptionContext:aws:logs:arn`` on every
+    call (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html),
+    and the ARN pattern names this account. ``aws:SourceAccount`` is the confused-deputy guard
+    for service principals
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html); the Logs KMS page
+    does not say Logs sends it on KMS calls, so it is tested only when present (``IfExists``):
+    an absent key must not deny every log write.
     """
     return {
         "Sid": sid,
@@ -76,7 +84,10 @@ def logs_service_statement(sid: str, region: str, log_group_arns: str) -> dict[s
             "kms:Describe*",
         ],
         "Resource": "*",
-        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
+        "Condition": {
+            "ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arns},
+            "StringEqualsIfExists": {"aws:SourceAccount": account_id},
+        },
     }
 
 

@@ -13,15 +13,21 @@ from service import contract
 ServiceExposure = Literal["internal-nlb", "cluster-ip"]
 SERVICE_EXPOSURES: tuple[ServiceExposure, ...] = ("internal-nlb", "cluster-ip")
 
-#: Annotations that make the Service an internal Network Load Balancer. ``type: nlb`` plus
-#: ``internal`` is what EKS's built-in cloud controller reads, so no extra controller is needed;
-#: ``scheme: internal`` is what the AWS Load Balancer Controller reads if a team installs it (its
-#: webhook then takes the Service over), so the load balancer stays private either way.
+#: Annotations that hand the Service to the AWS Load Balancer Controller (installed by
+#: ``infra.load_balancer_controller``) as an internal NLB sending straight to pod IPs.
+#: ``type: external`` is what makes the in-tree cloud controller ignore the Service and the AWS
+#: Load Balancer Controller reconcile it; ``nlb-target-type: ip`` registers pod IPs (VPC CNI) so
+#: traffic skips the extra NodePort hop; ``scheme: internal`` keeps it private (the deprecated
+#: ``aws-load-balancer-internal`` is not used); cross-zone is an NLB attribute.
+#: https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/service/nlb/
+#: https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/service/annotations/
 INTERNAL_NLB_ANNOTATIONS: Mapping[str, str] = {
-    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-    "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
     "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
-    "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+    "service.beta.kubernetes.io/aws-load-balancer-attributes": (
+        "load_balancing.cross_zone.enabled=true"
+    ),
 }
 
 #: Where EKS Pod Identity's node agent serves credentials (link-local, port 80, host network).

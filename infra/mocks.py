@@ -13,13 +13,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
+import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+from infra.simulated_account import SimulatedAccount
 
 ACCOUNT_ID: Final = "123456789012"
 DEPLOYER_ROLE: Final = "PulumiDeployer"
@@ -29,6 +33,20 @@ _FAKE_CA_PEM: Final = (
     "MIIBszCCAVmgAwIBAgIUMockMockMockMockMockMockMockMockwCgYIKoZIzj0EAwIw\n"
     "-----END CERTIFICATE-----\n"
 )
+
+
+#: Endpoint types EC2 offers per AWS service, for the services the program looks up. S3 has both
+#: (https://docs.aws.amazon.com/vpc/latest/privatelink/vpc-endpoints-s3.html); the others are
+#: interface-only (https://docs.aws.amazon.com/vpc/latest/privatelink/aws-services-privatelink-support.html).
+_ENDPOINT_SERVICE_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "s3": ("Gateway", "Interface"),
+    "dynamodb": ("Gateway", "Interface"),
+    "ecr.api": ("Interface",),
+    "ecr.dkr": ("Interface",),
+    "sts": ("Interface",),
+    "secretsmanager": ("Interface",),
+    "logs": ("Interface",),
+}
 
 
 def _hex(*parts: object, length: int = 17) -> str:
@@ -52,6 +70,34 @@ def _autoname(name: str, *parts: object) -> str:
     return f"{name}-{_hex(name, *parts, length=7)}"
 
 
+class MockRejectedError(ValueError):
+    """What the real service would answer with an error for these inputs."""
+
+
+def _check_scraper(inputs: Mapping[str, Any]) -> None:
+    """CreateScraper rules: two subnets at least, and a scrape configuration AMP can parse.
+
+    https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-collector-how-to.html ("you must
+    include at least two subnets in at least two Availability Zones").
+    """
+    eks = ((inputs.get("source") or {}).get("eks")) or {}
+    subnets = list(eks.get("subnetIds") or [])
+    if len(subnets) < 2:
+        raise MockRejectedError(f"ValidationException: a scraper needs 2+ subnets, got {subnets}")
+    if not re.match(r"^arn:aws[a-z-]*:eks:", str(eks.get("clusterArn", ""))):
+        raise MockRejectedError("ValidationException: source.eks.clusterArn is not a cluster ARN")
+
+    try:
+        document = yaml.safe_load(str(inputs.get("scrapeConfiguration") or ""))
+    except yaml.YAMLError as exc:
+        raise MockRejectedError(f"ValidationException: scrape configuration: {exc}") from None
+    if not isinstance(document, dict) or not document.get("scrape_configs"):
+        raise MockRejectedError("ValidationException: scrape configuration has no scrape_configs")
+    workspace = str(((inputs.get("destination") or {}).get("amp") or {}).get("workspaceArn", ""))
+    if ":aps:" not in workspace or ":workspace/" not in workspace:
+        raise MockRejectedError(f"ValidationException: {workspace!r} is not a workspace ARN")
+
+
 @dataclass(frozen=True)
 class Registration:
     """One resource the program declared (or read), as the engine saw it."""
@@ -68,6 +114,8 @@ class Registration:
     #: URNs this resource explicitly depends on (depends_on, expanded by the SDK).
     dependencies: tuple[str, ...] = ()
     protect: bool = False
+    #: The resource asked to be deleted before its replacement is created.
+    delete_before_replace: bool = False
     read: bool = False
     custom: bool = True
 
@@ -100,17 +148,24 @@ class RecordingMonitor(MockMonitor):
     def _record(self, request: Any, response: Any, read: bool) -> None:
         props = request.properties if read else request.object
         outputs = response.properties if read else response.object
+        inputs = rpc.deserialize_properties(props)
+        answered = rpc.deserialize_properties(outputs)
+        account = self.mocks.account if isinstance(self.mocks, ProgramMocks) else None
+        if account is not None:
+            # Raises what AWS would answer; the registration, and so the run, fails with it.
+            account.on_register(response.urn, request.type, inputs, answered, read=read)
         self.registrations.append(
             Registration(
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
                 parent_urn=request.parent or None,
-                inputs=rpc.deserialize_properties(props),
-                outputs=rpc.deserialize_properties(outputs),
+                inputs=inputs,
+                outputs=answered,
                 id=str(getattr(response, "id", "") or request.name),
                 dependencies=tuple(getattr(request, "dependencies", ()) or ()),
                 protect=bool(getattr(request, "protect", False)),
+                delete_before_replace=bool(getattr(request, "deleteBeforeReplace", False)),
                 read=read,
                 custom=bool(getattr(request, "custom", True)),
             )
@@ -129,6 +184,26 @@ class ProgramMocks(pulumi.runtime.Mocks):
     account_id: str = ACCOUNT_ID
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secret_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: When given, every creation is checked against (and recorded in) this account's state.
+    account: SimulatedAccount | None = None
+
+    @property
+    def caller_role(self) -> str:
+        """The IAM role whose session runs `pulumi`."""
+        return self.account.caller_role if self.account is not None else DEPLOYER_ROLE
+
+    @property
+    def partition(self) -> str:
+        """The partition of the region: every ARN the mocks answer carries it, as AWS's do.
+
+        https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html (aws, aws-cn,
+        aws-us-gov).
+        """
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        return "aws"
 
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -138,16 +213,19 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if function == "aws:index/getCallerIdentity:getCallerIdentity":
             answers = {
                 "accountId": acct,
-                "arn": f"arn:aws:sts::{acct}:assumed-role/{DEPLOYER_ROLE}/pulumi-session",
+                "arn": (
+                    f"arn:{self.partition}:sts::{acct}:assumed-role/{self.caller_role}"
+                    "/pulumi-session"
+                ),
                 "userId": f"AROA{_hex('caller', length=17).upper()}:pulumi-session",
                 "id": acct,
             }
         elif function == "aws:iam/getSessionContext:getSessionContext":
             arn = str(a.get("arn", ""))
-            role = arn.split("/")[1] if ":assumed-role/" in arn else DEPLOYER_ROLE
+            role = arn.split("/")[1] if ":assumed-role/" in arn else self.caller_role
             answers = {
                 "arn": arn,
-                "issuerArn": f"arn:aws:iam::{acct}:role/{role}",
+                "issuerArn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "issuerId": f"AROA{_hex(role).upper()}",
                 "issuerName": role,
                 "sessionName": "pulumi-session",
@@ -162,11 +240,12 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "id": region,
             }
         elif function == "aws:index/getPartition:getPartition":
+            china = self.partition == "aws-cn"
             answers = {
-                "partition": "aws",
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": "aws",
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com.cn" if china else "amazonaws.com",
+                "reverseDnsPrefix": "cn.com.amazonaws" if china else "com.amazonaws",
+                "id": self.partition,
             }
         elif function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             answers = {
@@ -197,21 +276,48 @@ class ProgramMocks(pulumi.runtime.Mocks):
             vpc_id = a.get("id") or f"vpc-{_hex('vpc')}"
             answers = {
                 "id": vpc_id,
-                "arn": f"arn:aws:ec2:{region}:{acct}:vpc/{vpc_id}",
+                "arn": f"arn:{self.partition}:ec2:{region}:{acct}:vpc/{vpc_id}",
                 "cidrBlock": "10.0.0.0/16",
                 "state": "available",
             }
+        elif function == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            answers = self._endpoint_service(str(a.get("service")), str(a.get("serviceType")))
         elif function == "aws:ssm/getParameter:getParameter":
             answers = {
                 "name": a["name"],
                 "value": f"ami-{_hex(a['name'])}",
                 "type": "String",
-                "arn": f"arn:aws:ssm:{region}:{acct}:parameter{a['name']}",
+                "arn": f"arn:{self.partition}:ssm:{region}:{acct}:parameter{a['name']}",
                 "id": a["name"],
             }
         else:
             raise NotImplementedError(f"ProgramMocks has no answer for function {function}")
         return answers, []
+
+    def _endpoint_service(self, service: str, service_type: str) -> dict[str, Any]:
+        """What ``DescribeVpcEndpointServices`` finds for an AWS service of one endpoint type.
+
+        Like EC2, an unknown service or a type it is not offered as (STS has no gateway) finds
+        nothing, which the data source reports as an error. The name is the commercial and
+        GovCloud form; the program never builds it itself, so a region whose names differ
+        (China) needs no second copy of EC2's catalogue here.
+        """
+        types = _ENDPOINT_SERVICE_TYPES.get(service, ())
+        if service_type not in types:
+            raise ValueError(
+                f"no matching VPC endpoint service for {service!r} of type {service_type!r} "
+                f"in {self.region}"
+            )
+        name = f"com.amazonaws.{self.region}.{service}"
+        return {
+            "service": service,
+            "serviceName": name,
+            "serviceType": service_type,
+            "serviceId": f"vpce-svc-{_hex(name)}",
+            "privateDnsName": f"{service}.{self.region}.amazonaws.com",
+            "acceptanceRequired": False,
+            "id": name,
+        }
 
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -222,7 +328,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
         return rid, {**inputs, **outputs}
 
     def _arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
     def _outputs(
         self, typ: str, name: str, inputs: dict[str, Any], resource_id: str | None
@@ -262,6 +368,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             "aws:ec2/routeTableAssociation:RouteTableAssociation": ("rtbassoc", None),
             "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ("sg", "security-group"),
             "aws:ec2/launchTemplate:LaunchTemplate": ("lt", "launch-template"),
+            "aws:ec2/securityGroup:SecurityGroup": ("sg", "security-group"),
+            "aws:ec2/vpcEndpoint:VpcEndpoint": ("vpce", "vpc-endpoint"),
         }
         if typ in prefixes:
             prefix, kind = prefixes[typ]
@@ -290,7 +398,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
             return {
                 "__id": role,
                 "name": role,
-                "arn": f"arn:aws:iam::{acct}:role/{role}",
+                "arn": f"arn:{self.partition}:iam::{acct}:role/{role}",
                 "uniqueId": f"AROA{_hex(role).upper()}",
             }
         if typ == "aws:iam/rolePolicy:RolePolicy":
@@ -379,7 +487,15 @@ class ProgramMocks(pulumi.runtime.Mocks):
         if typ == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
             return {"__id": str(inputs.get("repository")), "registryId": acct}
         if typ == "aws:secretsmanager/secret:Secret":
-            secret = str(inputs.get("name") or _autoname(name))
+            # name_prefix: AWS appends 26 characters (what Terraform's id.PrefixedUniqueId does).
+            name_prefix = inputs.get("namePrefix")
+            # The provider's suffix is time-based (Terraform's id.PrefixedUniqueId): a new one on
+            # every create. Plans stay stable; a simulated account gets a fresh one each time.
+            creation = self.account.next_creation() if self.account is not None else 0
+            unique = _hex(name, name_prefix, "secret-name", creation, length=26)
+            secret = str(
+                inputs.get("name") or (f"{name_prefix}{unique}" if name_prefix else _autoname(name))
+            )
             arn = self._arn("secretsmanager", f"secret:{secret}-{_alnum(secret, length=6)}")
             return {"__id": arn, "arn": arn, "name": secret}
         if typ == "aws:secretsmanager/secretVersion:SecretVersion":
@@ -417,6 +533,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             }
         if typ.startswith("kubernetes:"):
             return self._kubernetes_outputs(typ, name, inputs)
+        if typ.startswith(("aws:amp/", "aws:sqs/", "aws:cloudwatch/event")):
+            return self._scaling_outputs(typ, name, inputs)
         if typ.startswith("aws:"):
             service = typ.split(":")[1].split("/")[0]
             rid = _autoname(name)
@@ -425,6 +543,57 @@ class ProgramMocks(pulumi.runtime.Mocks):
                 "arn": self._arn(service, f"{typ.rsplit(':', 1)[-1].lower()}/{rid}"),
             }
         return {}
+
+    def _scaling_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """AMP, SQS and EventBridge: what the services answer, and what they refuse."""
+        acct = self.account_id
+        if typ == "aws:amp/workspace:Workspace":
+            ws = f"ws-{_uuid('amp', name)}"
+            return {
+                "__id": ws,
+                "arn": self._arn("aps", f"workspace/{ws}"),
+                # AMP reports the endpoint with a trailing slash.
+                "prometheusEndpoint": (
+                    f"https://aps-workspaces.{self.region}.amazonaws.com/workspaces/{ws}/"
+                ),
+            }
+        if typ == "aws:amp/workspaceConfiguration:WorkspaceConfiguration":
+            days = int(inputs.get("retentionPeriodInDays") or 150)
+            if not 1 <= days <= 1095:
+                raise MockRejectedError(
+                    f"ValidationException: retentionPeriodInDays {days} must be 1-1095"
+                )
+            return {"__id": str(inputs.get("workspaceId"))}
+        if typ == "aws:amp/scraper:Scraper":
+            _check_scraper(inputs)
+            sid = f"s-{_uuid('scraper', name)}"
+            suffix = _hex("slr", name, length=15)
+            return {
+                "__id": sid,
+                "arn": self._arn("aps", f"scraper/{sid}"),
+                "roleArn": f"arn:{self.partition}:iam::{acct}:role/aws-service-role/"
+                "scraper.aps.amazonaws.com/"
+                f"AWSServiceRoleForAmazonPrometheusScraper_{suffix}",
+            }
+        if typ == "aws:sqs/queue:Queue":
+            queue = str(inputs.get("name") or _autoname(name))
+            retention = int(inputs.get("messageRetentionSeconds") or 345600)
+            if not 60 <= retention <= 1_209_600:
+                raise MockRejectedError(f"InvalidAttributeValue: retention {retention}")
+            url = f"https://sqs.{self.region}.amazonaws.com/{acct}/{queue}"
+            return {"__id": url, "url": url, "name": queue, "arn": self._arn("sqs", queue)}
+        if typ == "aws:sqs/queuePolicy:QueuePolicy":
+            return {"__id": str(inputs.get("queueUrl"))}
+        if typ == "aws:cloudwatch/eventRule:EventRule":
+            rule = str(inputs.get("name") or _autoname(name))
+            try:
+                json.loads(str(inputs.get("eventPattern")))
+            except json.JSONDecodeError as exc:
+                raise MockRejectedError(f"InvalidEventPatternException: {exc}") from None
+            return {"__id": rule, "name": rule, "arn": self._arn("events", f"rule/{rule}")}
+        if typ == "aws:cloudwatch/eventTarget:EventTarget":
+            return {"__id": f"{inputs.get('rule')}-{inputs.get('targetId')}"}
+        return {"__id": _autoname(name)}
 
     def _kubernetes_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "kubernetes:helm.sh/v3:Release":

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import NatPolicy
+from infra.vpc_endpoints import create_vpc_endpoints
 
 #: Subnet tags the AWS load balancer integrations look for.
 PUBLIC_ELB_TAG = "kubernetes.io/role/elb"
@@ -51,6 +52,11 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     """Private and public subnets for the cluster, with internet egress through NAT.
+
+    A VPC it creates also gets endpoints for ECR, S3, STS, Secrets Manager and CloudWatch Logs
+    (``infra.vpc_endpoints``), so image pulls and AWS calls do not cross NAT. An existing VPC is
+    used as it is: its owner provides those endpoints (see the README), because a second
+    interface endpoint with private DNS for the same service is refused by EC2.
 
     Outputs: ``vpc_id``, ``private_subnet_ids``, ``public_subnet_ids``.
     """
@@ -170,6 +176,7 @@ class Network(pulumi.ComponentResource):
             )
 
         private_subnets: list[aws.ec2.Subnet] = []
+        private_route_tables: list[aws.ec2.RouteTable] = []
         for index, cidr in enumerate(private_cidrs):
             subnet = aws.ec2.Subnet(
                 f"{name}-private-{index}",
@@ -200,7 +207,18 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             private_subnets.append(subnet)
+            private_route_tables.append(route_table)
 
+        create_vpc_endpoints(
+            name,
+            self,
+            cluster_name=args.cluster_name,
+            vpc_id=vpc.id,
+            vpc_cidr=args.vpc_cidr,
+            private_subnet_ids=[s.id for s in private_subnets],
+            private_route_table_ids=[rt.id for rt in private_route_tables],
+            tags=tags,
+        )
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets]).apply(list)
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets]).apply(list)

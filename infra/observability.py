@@ -85,7 +85,7 @@ def logs_key_policy(
                 "Resource": "*",
             },
             logs_service_statement(
-                "CloudWatchLogsEncryptsContainerInsights", region, log_group_arn
+                "CloudWatchLogsEncryptsContainerInsights", region, account_id, log_group_arn
             ),
             {
                 "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from infra.config import ImageVariant
+from infra.config import MAX_EXPIRY_HOURS, ImageVariant
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 #: The image definition, relative to the repository root (the build context).
@@ -25,12 +25,34 @@ PLATFORM: Final = "linux/amd64"
 #: Tags pushed by pr-* stacks start with this, so the lifecycle policy can expire them early.
 PR_TAG_PREFIX: Final = "pr-"
 UNTAGGED_EXPIRY_DAYS: Final = 7
-PR_TAG_EXPIRY_DAYS: Final = 14
-KEEP_IMAGES: Final = 50
+#: A pr stack lives at most MAX_EXPIRY_HOURS and re-pushes its image on every update, so an image
+#: older than that (plus a day) cannot be the one a live pr stack runs.
+PR_TAG_EXPIRY_DAYS: Final = MAX_EXPIRY_HOURS // 24 + 1
+#: Tags a repository lets be pushed again (a reopened pull request, a retried `up`); every other
+#: tag stays immutable. ECR: imageTagMutability IMMUTABLE_WITH_EXCLUSION with WILDCARD filters
+#: (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html).
+MUTABLE_TAG_FILTER: Final = f"{PR_TAG_PREFIX}*"
+
+
+def digest_of(image_ref: str) -> str:
+    """The ``sha256:<hex>`` part of ``repository@sha256:<hex>`` (what promotion compares).
+
+    A replicated copy in another region or account has another registry host but the same
+    digest, so promotion and the policy pack compare digests, never whole references.
+    """
+    _, separator, digest = image_ref.rpartition("@")
+    if not separator or not digest.startswith("sha256:"):
+        raise ValueError(f"{image_ref!r} is not an image reference by digest (REPO@sha256:HEX)")
+    return digest
 
 
 def lifecycle_policy() -> str:
-    """Expire untagged images, pr-* images after two weeks, and keep the newest 50 overall."""
+    """Expire untagged images, and pr-* images older than any pr stack can live.
+
+    No count rule touches the tags long-lived stacks deploy: "keep the newest N" would expire
+    the image prod runs once N newer images were pushed, and its pods could no longer be
+    rescheduled. Rule semantics: https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html
+    """
     rules = [
         {
             "rulePriority": 1,
@@ -52,16 +74,6 @@ def lifecycle_policy() -> str:
                 "countType": "sinceImagePushed",
                 "countUnit": "days",
                 "countNumber": PR_TAG_EXPIRY_DAYS,
-            },
-            "action": {"type": "expire"},
-        },
-        {
-            "rulePriority": 3,
-            "description": f"keep the newest {KEEP_IMAGES} images",
-            "selection": {
-                "tagStatus": "any",
-                "countType": "imageCountMoreThan",
-                "countNumber": KEEP_IMAGES,
             },
             "action": {"type": "expire"},
         },
@@ -115,10 +127,15 @@ class RegistryArgs:
     ephemeral: bool
     deletion_protection: bool
     tags: Mapping[str, str]
+    #: (account id, "" for this one; region): where ECR replicates the images, same digests.
+    replicas: tuple[tuple[str, str], ...] = ()
+    #: The delivery registry: other stacks run its images, so destroying its own stack must
+    #: never delete them (ECR then refuses to delete the repository while it holds images).
+    holds_deployed_images: bool = False
 
 
 class Registry(pulumi.ComponentResource):
-    """A private ECR repository: KMS-encrypted, immutable tags, scanned on push, with expiry."""
+    """A private ECR repository: KMS-encrypted, immutable tags but pr-*, scanned on push, expiry."""
 
     repository_url: pulumi.Output[str]
     registry_id: pulumi.Output[str]
@@ -141,7 +158,12 @@ class Registry(pulumi.ComponentResource):
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,
-            image_tag_mutability="IMMUTABLE",
+            image_tag_mutability="IMMUTABLE_WITH_EXCLUSION",
+            image_tag_mutability_exclusion_filters=[
+                aws.ecr.RepositoryImageTagMutabilityExclusionFilterArgs(
+                    filter=MUTABLE_TAG_FILTER, filter_type="WILDCARD"
+                )
+            ],
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
                 scan_on_push=True
             ),
@@ -150,8 +172,11 @@ class Registry(pulumi.ComponentResource):
                     encryption_type="KMS", kms_key=key.arn
                 )
             ],
-            # Only a throwaway stack may delete a repository that still holds images.
-            force_delete=args.ephemeral,
+            # ECR refuses to delete a repository that holds images (RepositoryNotEmptyException):
+            # protected stacks and the delivery registry (whose images other stacks run) keep
+            # them; `pulumi destroy` then asks for the repository to be emptied deliberately.
+            force_delete=args.ephemeral
+            or not (args.deletion_protection or args.holds_deployed_images),
             tags=dict(args.tags),
             opts=protect,
         )
@@ -161,6 +186,8 @@ class Registry(pulumi.ComponentResource):
             policy=lifecycle_policy(),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.replicas:
+            _replication(name, repository, args.replicas, self)
         self.repository_url = repository.repository_url
         self.registry_id = repository.registry_id
         self.repository_arn = repository.arn
@@ -168,6 +195,42 @@ class Registry(pulumi.ComponentResource):
         self.register_outputs(
             {"repository_url": self.repository_url, "repository_arn": self.repository_arn}
         )
+
+
+def _replication(
+    name: str,
+    repository: aws.ecr.Repository,
+    replicas: tuple[tuple[str, str], ...],
+    parent: pulumi.Resource,
+) -> aws.ecr.ReplicationConfiguration:
+    """Replicate this repository's images (same digests) instead of rebuilding elsewhere.
+
+    One rule, filtered to this repository's name (PREFIX_MATCH). A destination in another
+    account must first allow ``ecr:ReplicateImage`` (and ``ecr:CreateRepository``) for this
+    account in its registry policy. Sources: ECR user guide, "Private image replication
+    examples" and "Granting registry permissions for cross account replication".
+    """
+    destinations = [
+        aws.ecr.ReplicationConfigurationReplicationConfigurationRuleDestinationArgs(
+            region=region, registry_id=account or repository.registry_id
+        )
+        for account, region in replicas
+    ]
+    rule = aws.ecr.ReplicationConfigurationReplicationConfigurationRuleArgs(
+        destinations=destinations,
+        repository_filters=[
+            aws.ecr.ReplicationConfigurationReplicationConfigurationRuleRepositoryFilterArgs(
+                filter=repository.name, filter_type="PREFIX_MATCH"
+            )
+        ],
+    )
+    return aws.ecr.ReplicationConfiguration(
+        f"{name}-replication",
+        replication_configuration=aws.ecr.ReplicationConfigurationReplicationConfigurationArgs(
+            rules=[rule]
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 @dataclass(frozen=True)

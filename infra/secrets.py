@@ -92,7 +92,11 @@ class ApiKeySecret(pulumi.ComponentResource):
         )
         secret = aws.secretsmanager.Secret(
             f"{name}-secret",
-            name=args.secret_name,
+            # A prefix, not a fixed name: a deleted secret keeps its name for its whole recovery
+            # window (7-30 days), so `destroy` then `up`, or a replacement, would collide with it
+            # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/manage_delete-restore-secret.html).
+            # The service finds the secret by ARN, never by name.
+            name_prefix=f"{args.secret_name}-",
             description="API key the inference service requires on its inference routes",
             kms_key_id=key.arn,
             recovery_window_in_days=args.recovery_window_days,
@@ -140,7 +144,8 @@ class ApiKeySecret(pulumi.ComponentResource):
             service_account=args.service_account,
             role_arn=role.arn,
             tags=dict(args.tags),
-            opts=child,
+            # One association per namespace + service account: the old one must go first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         # The ARN is handed out only once the association exists: a pod created earlier would
         # never get credentials injected, so whatever uses the ARN must wait for it.

@@ -7,13 +7,15 @@ paths, environment names, UIDs and timings come from ``service.contract`` (throu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.config import ROLLOUT_MAX_SURGE
 from infra.k8s_network import (
     SERVICE_EXPOSURES,
     ServiceExposure,
@@ -30,9 +32,17 @@ from infra.k8s_pod import (
     require_digest_reference,
     require_dns_label,
 )
+from infra.k8s_scaling import (
+    TRIGGER_AUTH_NAME,
+    ScalingSpec,
+    scaled_object_spec,
+    trigger_authentication_spec,
+)
 
 #: Annotation put on every object of an ephemeral stack; people and sweepers read it.
 EXPIRY_ANNOTATION = "torch-eks-inference/expires-at"
+#: Lets KEDA adopt the HPA an earlier version of this program declared for the Deployment.
+TRANSFER_HPA_OWNERSHIP = "scaledobject.keda.sh/transfer-hpa-ownership"
 #: Pod Security Admission level enforced (and audited, and warned about) in the namespace.
 POD_SECURITY_LEVEL = "restricted"
 
@@ -49,10 +59,18 @@ class WorkloadArgs:
     #: The Kubernetes ServiceAccount the pods run as; an EKS Pod Identity association made by the
     #: secrets component binds this (namespace, name) pair to the role that may read the API key.
     service_account_name: str
+    #: AMP workspace query URL (https, no trailing ``/``): where KEDA reads the service's metrics.
+    metrics_query_url: pulumi.Input[str]
     min_replicas: int = 1
     max_replicas: int = 3
     target_cpu_utilization: int = 70
     scale_down_stabilization_seconds: int = 300
+    #: Per-pod targets of the KEDA triggers (``scalingTargetInFlight``, ``scalingTargetQueueMs``).
+    target_in_flight: int = 28
+    target_request_rate: int = 639
+    target_queue_ms: int = 50
+    #: Cron window (start, end, timezone) outside which the Deployment may scale to zero.
+    working_hours: tuple[str, str, str] | None = None
     #: GPUs per pod; 0 for a CPU-only stack (no GPU limit, no toleration).
     gpu_count: int = 0
     #: Node labels the pods must land on (the GPU node group's labels on GPU stacks).
@@ -110,8 +128,9 @@ class WorkloadArgs:
 class Workload(pulumi.ComponentResource):
     """The inference service in its own namespace, hardened and autoscaled.
 
-    Children: Namespace (pod security ``restricted``), ServiceAccount, Deployment, Service,
-    HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget and two NetworkPolicies (deny
+    Children: Namespace (pod security ``restricted``), ServiceAccount, Deployment, Service, a KEDA
+    ScaledObject and TriggerAuthentication (KEDA creates the HPA from them; see
+    ``infra.k8s_scaling``), PodDisruptionBudget and two NetworkPolicies (deny
     everything, then allow the service port, DNS, HTTPS and the Pod Identity agent). Pass the
     cluster's Kubernetes provider in ``opts`` (``providers=[...]`` or ``provider=``).
     """
@@ -177,7 +196,7 @@ class Workload(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=meta(args.app_name),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                # No `replicas`: the HPA owns the count, and a value here would reset it on
+                # No `replicas`: KEDA's HPA owns the count, and a value here would reset it on
                 # every `pulumi up`. The API server starts at 1; the HPA lifts it to min at once.
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 revision_history_limit=5,
@@ -186,7 +205,7 @@ class Workload(pulumi.ComponentResource):
                     # Never drop below the serving count during a rollout; GPUs are scarce, so
                     # surge one pod at a time.
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                        max_unavailable=0, max_surge=1
+                        max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
                     ),
                 ),
                 template=pod_template(
@@ -218,49 +237,7 @@ class Workload(pulumi.ComponentResource):
             spec=service_spec(args.exposure, selector, args.service_port),
             opts=child,
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=meta(args.app_name),
-            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
-                ),
-                min_replicas=args.min_replicas,
-                max_replicas=args.max_replicas,
-                metrics=[
-                    k8s.autoscaling.v2.MetricSpecArgs(
-                        type="Resource",
-                        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                            name="cpu",
-                            target=k8s.autoscaling.v2.MetricTargetArgs(
-                                type="Utilization",
-                                average_utilization=args.target_cpu_utilization,
-                            ),
-                        ),
-                    )
-                ],
-                behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-                    # Scale down slowly (a GPU pod is slow to come back), up without delay.
-                    scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(
-                        stabilization_window_seconds=args.scale_down_stabilization_seconds,
-                        policies=[
-                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
-                                type="Pods", value=1, period_seconds=60
-                            )
-                        ],
-                    ),
-                    scale_up=k8s.autoscaling.v2.HPAScalingRulesArgs(
-                        stabilization_window_seconds=0,
-                        policies=[
-                            k8s.autoscaling.v2.HPAScalingPolicyArgs(
-                                type="Pods", value=2, period_seconds=60
-                            )
-                        ],
-                    ),
-                ),
-            ),
-            opts=child,
-        )
+        self._scaled_object(name, args, meta, deployment, child)
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=meta(args.app_name),
@@ -310,6 +287,58 @@ class Workload(pulumi.ComponentResource):
                 "service_account_name": self.service_account_name,
                 "in_cluster_url": self.in_cluster_url,
             }
+        )
+
+    def _scaled_object(
+        self,
+        name: str,
+        args: WorkloadArgs,
+        meta: Callable[..., k8s.meta.v1.ObjectMetaArgs],
+        deployment: k8s.apps.v1.Deployment,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """KEDA's TriggerAuthentication and ScaledObject (which replace a CPU-only HPA)."""
+        auth = k8s.apiextensions.CustomResource(
+            f"{name}-keda-auth",
+            api_version="keda.sh/v1alpha1",
+            kind="TriggerAuthentication",
+            metadata=meta(TRIGGER_AUTH_NAME),
+            spec=trigger_authentication_spec(),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        def spec(url: str) -> dict[str, Any]:
+            return scaled_object_spec(
+                ScalingSpec(
+                    namespace=args.namespace,
+                    app_name=args.app_name,
+                    deployment_name=args.app_name,
+                    query_url=url,
+                    aws_region=args.aws_region,
+                    min_replicas=args.min_replicas,
+                    max_replicas=args.max_replicas,
+                    target_in_flight=args.target_in_flight,
+                    target_request_rate=args.target_request_rate,
+                    target_queue_ms=args.target_queue_ms,
+                    target_cpu_utilization=args.target_cpu_utilization,
+                    scale_down_stabilization_seconds=args.scale_down_stabilization_seconds,
+                    working_hours=args.working_hours,
+                )
+            )
+
+        k8s.apiextensions.CustomResource(
+            f"{name}-scaled-object",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            # A stack deployed before KEDA has an HPA of this name for the same Deployment; KEDA's
+            # webhook refuses a ScaledObject next to it unless it takes the HPA over
+            # (https://keda.sh/docs/2.14/concepts/scaling-deployments/#scaledobject-spec). The
+            # HPA name in the spec is that same name, so the take-over is what an update does.
+            metadata=meta(args.app_name, extra={TRANSFER_HPA_OWNERSHIP: "true"}),
+            spec=pulumi.Output.from_input(args.metrics_query_url).apply(spec),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[auth, deployment], delete_before_replace=True
+            ),
         )
 
 

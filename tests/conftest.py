@@ -46,6 +46,22 @@ def aws_env(endpoint_url: str) -> dict[str, str]:
     return {**MOTO_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint_url}
 
 
+def require_tool(name: str, hint: str) -> str:
+    """Path of the system tool ``name``; skips without it, fails when ``REQUIRE_<NAME>=1``.
+
+    A newcomer's `make test` (Python and make only) skips what needs wrk, docker-registry ...
+    with the reason; `.ci/run` installs them and sets the variable so CI cannot skip silently.
+    """
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    variable = "REQUIRE_" + name.upper().replace("-", "_")
+    reason = f"{name} is not installed ({hint})"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{variable}=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker.DockerClient]:
     """A client of a Docker engine that answers ``ping()``.

@@ -3,9 +3,15 @@
     plan-diff  --stack dev --base origin/main [--head REV | --head-tree DIR] [--out FILE]
     policy-check [--stack dev ...]                              (offline: the pack on the plan)
     preview    --stack dev --out build/preview [--pr N]          (needs the Pulumi CLI + backend)
-    ephemeral  up --pr N [--ttl-hours 72] [--comment] | down --pr N [--comment]
-    sweep      [--dry-run]
+               [--image REPO@sha256:D] [--refresh] [--save-plan FILE]   (prod's approved plan)
+    ephemeral  up --pr N [--ttl-hours 72] [--comment] [--require-open-label L] | down --pr N
+    sweep      [--dry-run | --list-json] [--pr N]
     comment    --key plan-diff:dev --body-file F (--pr N | --pr-file F) [--expect-head-sha SHA]
+
+Standard library only, for privileged jobs: ``python3 -S -E -m infra.delivery.commenter`` (a
+fork's plan diff) and ``python3 -S -E -m infra.delivery.gate`` (deploy only what CI passed).
+``python -m infra.delivery.oidc`` prints the trust policies; ``python -m infra.delivery.lock``
+writes the hash-pinned lock.
 
 Commands that talk to GitHub read ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY``; commands that talk
 to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND_URL``);
@@ -15,6 +21,7 @@ to Pulumi use its usual environment (``PULUMI_ACCESS_TOKEN`` or ``PULUMI_BACKEND
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,21 +32,23 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from infra.delivery import plan_diff
+from infra.delivery.commenter import post
 from infra.delivery.ephemeral import (
     EphemeralStackError,
     deploy,
     destroy_and_remove,
     format_deployed,
+    format_failed,
 )
 from infra.delivery.expiry import ephemeral_stack_name
-from infra.delivery.pr_comment import CommentError, GitHub, fit_detail, parse_pr_number
+from infra.delivery.pr_comment import CommentError, GitHub, parse_pr_number
 from infra.delivery.preview import (
     LONG_LIVED_STACKS,
     render_preview_comment,
     run_preview,
     write_full_output,
 )
-from infra.delivery.stacks import Pulumi, local_workspace
+from infra.delivery.stacks import Pulumi, describe_error, local_workspace
 from infra.delivery.sweeper import sweep
 
 
@@ -61,7 +70,9 @@ def _run_url(environ: dict[str, str]) -> str:
 
 
 def _cmd_preview(args: argparse.Namespace, env: Env) -> int:
-    outcome = run_preview(env.pulumi(), args.stack)
+    outcome = run_preview(
+        env.pulumi(), args.stack, image=args.image, refresh=args.refresh, save_plan=args.save_plan
+    )
     full = write_full_output(outcome, args.out)
     env.out(f"preview: full output in {full}")
     run = _run_url(env.environ)
@@ -70,6 +81,11 @@ def _cmd_preview(args: argparse.Namespace, env: Env) -> int:
     )
     body = render_preview_comment(outcome, where + ".")
     (args.out / f"preview-{args.stack}.md").write_text(body, encoding="utf-8")
+    summary_file = env.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        # The run's summary page is what an environment's reviewer opens before approving.
+        with open(summary_file, "a", encoding="utf-8") as summary:
+            summary.write(body)
     if args.pr is not None:
         done = env.github().upsert_comment(args.pr, f"preview:{args.stack}", body)
         env.out(f"preview: comment {done}")
@@ -77,59 +93,82 @@ def _cmd_preview(args: argparse.Namespace, env: Env) -> int:
 
 
 def _cmd_ephemeral(args: argparse.Namespace, env: Env) -> int:
+    if args.action == "down":
+        return _ephemeral_down(args, env)
     stack = ephemeral_stack_name(args.pr)
-    pulumi = env.pulumi()
-    if args.action == "up":
-        cluster_stack = env.environ.get("EPHEMERAL_CLUSTER_STACK", "").strip()
+    if args.require_open_label is not None:
+        # Events describe the PR as it was; act on what it is now (closed since? label gone?).
+        pull = env.github().pull_request(args.pr)
+        if not pull.open or args.require_open_label not in pull.labels:
+            state = "closed" if not pull.open else f"not labelled {args.require_open_label}"
+            env.out(f"ephemeral: skipped up of {stack}: PR #{args.pr} is {state}")
+            return 0
+    cluster_stack = env.environ.get("EPHEMERAL_CLUSTER_STACK", "").strip()
+    try:
         deployed = deploy(
-            pulumi,
+            env.pulumi(),
             stack,
             now=env.now(),
             ttl=timedelta(hours=args.ttl_hours),
             extra_config={"clusterStack": cluster_stack} if cluster_stack else None,
         )
-        body = format_deployed(deployed)
+    except (EphemeralStackError, auto.CommandError) as exc:
+        error = describe_error(exc) if isinstance(exc, auto.CommandError) else str(exc)
+        body = format_failed(stack, error, _run_url(env.environ))
         env.out(body)
-        if "GITHUB_OUTPUT" in env.environ and deployed.service_url:
-            with open(env.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as outputs:
-                outputs.write(f"service-url={deployed.service_url}\n")
-    else:
-        existed = destroy_and_remove(pulumi, stack)
-        what = "Destroyed and removed." if existed else "Nothing to tear down: no such stack."
-        body = f"### Ephemeral stack `{stack}`\n\n{what}\n"
-        env.out(body)
+        if args.comment:
+            env.out(f"ephemeral: comment {env.github().upsert_comment(args.pr, 'ephemeral', body)}")
+        return 1
+    body = format_deployed(deployed)
+    env.out(body)
+    if "GITHUB_OUTPUT" in env.environ and deployed.service_url:
+        with open(env.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as outputs:
+            outputs.write(f"service-url={deployed.service_url}\n")
+    if args.comment:
+        env.out(f"ephemeral: comment {env.github().upsert_comment(args.pr, 'ephemeral', body)}")
+    return 0
+
+
+def _ephemeral_down(args: argparse.Namespace, env: Env) -> int:
+    stack = ephemeral_stack_name(args.pr)
+    existed = destroy_and_remove(env.pulumi(), stack)
+    what = "Destroyed and removed." if existed else "Nothing to tear down: no such stack."
+    body = f"### Ephemeral stack `{stack}`\n\n{what}\n"
+    env.out(body)
     if args.comment:
         env.out(f"ephemeral: comment {env.github().upsert_comment(args.pr, 'ephemeral', body)}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace, env: Env) -> int:
-    report = sweep(env.pulumi(), env.now(), dry_run=args.dry_run, log=env.out)
-    lines = report.lines(args.dry_run)
+    pulls = None
+    if env.environ.get("GITHUB_TOKEN"):
+        pulls = env.github().pull_request
+    listing = args.list_json or args.dry_run
+    report = sweep(env.pulumi(), env.now(), dry_run=listing, pulls=pulls, only=args.pr, log=env.out)
+    lines = report.lines(listing)
     for line in lines:
         env.out(line)
+    if args.list_json:
+        due = json.dumps(report.due())
+        env.out(f"prs={due}")
+        if "GITHUB_OUTPUT" in env.environ:
+            with open(env.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as outputs:
+                outputs.write(f"prs={due}\n")
     summary_file = env.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         with open(summary_file, "a", encoding="utf-8") as summary:
-            title = "Sweep (dry run)" if args.dry_run else "Sweep"
+            title = "Sweep (decisions only)" if listing else "Sweep"
             summary.write(f"### {title}\n\n```\n" + "\n".join(lines) + "\n```\n")
     return 0 if report.ok else 1
 
 
 def _cmd_comment(args: argparse.Namespace, env: Env) -> int:
     number = args.pr if args.pr is not None else parse_pr_number(args.pr_file.read_text())
-    github = env.github()
-    if args.expect_head_sha:
-        # The PR number came from a fork's artifact: only trust it if that PR's head is the
-        # commit the artifact was built from.
-        head = github.pull_request_head(number)
-        if head != args.expect_head_sha:
-            # A newer push (whose own run will comment) or a forged number: post nothing.
-            env.out(f"comment: skipped, PR #{number} head is {head}, not {args.expect_head_sha}")
-            return 0
     text = args.body_file.read_text(encoding="utf-8")
-    body = fit_detail("", text, reserve=200)
-    env.out(f"comment: {github.upsert_comment(number, args.key, body)} on PR #{number}")
+    # With --expect-head-sha the number is only trusted if that PR's head is the commit the
+    # artifact was built from (see infra.delivery.commenter).
+    post(env.github(), number, args.key, text, args.expect_head_sha, env.out)
     return 0
 
 
@@ -150,15 +189,26 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--stack", required=True, choices=LONG_LIVED_STACKS)
     preview.add_argument("--out", type=Path, default=Path("build/preview"))
     preview.add_argument("--pr", type=int, help="post/edit the PR comment of this stack")
+    preview.add_argument("--image", help="set the stack's image to this REPO@sha256:... first")
+    preview.add_argument("--refresh", action="store_true", help="refresh state before diffing")
+    preview.add_argument("--save-plan", type=Path, help="save the update plan to this file")
 
     ephemeral = commands.add_parser("ephemeral", help="create/update or tear down pr-<n>")
     ephemeral.add_argument("action", choices=("up", "down"))
     ephemeral.add_argument("--pr", type=int, required=True)
     ephemeral.add_argument("--ttl-hours", type=float, default=72.0)
     ephemeral.add_argument("--comment", action="store_true", help="post the result on the PR")
+    ephemeral.add_argument(
+        "--require-open-label",
+        metavar="LABEL",
+        help="up: do nothing unless the PR is open and labelled LABEL right now (GitHub API)",
+    )
 
-    sweeper = commands.add_parser("sweep", help="destroy + remove expired pr-<n> stacks")
-    sweeper.add_argument("--dry-run", action="store_true", help="only print the decisions")
+    sweeper = commands.add_parser("sweep", help="destroy + remove expired or closed pr-<n> stacks")
+    mode = sweeper.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="only print the decisions")
+    mode.add_argument("--list-json", action="store_true", help="decisions + prs=[...] output")
+    sweeper.add_argument("--pr", type=int, help="only the stack of this pull request")
 
     comment = commands.add_parser("comment", help="post or edit a marked PR comment")
     comment.add_argument("--key", required=True, help="which comment, e.g. plan-diff:dev")

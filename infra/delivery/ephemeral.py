@@ -55,6 +55,7 @@ class Deployed:
     expires_at: str
     service_url: str | None
     notes: tuple[str, ...] = ()
+    reach: tuple[str, ...] = ()
 
 
 def write_stack_config(template: Path, stack: str, config_dir: Path) -> Path:
@@ -114,6 +115,27 @@ def deploy(
         expires_at=expires_at,
         service_url=output_text(result.outputs, SERVICE_URL_OUTPUT),
         notes=tuple(notes),
+        reach=reach_commands(result.outputs),
+    )
+
+
+def reach_commands(outputs: Mapping[str, auto.OutputValue]) -> tuple[str, ...]:
+    """The exact shell commands that reach the deployed service from a workstation.
+
+    The service is ClusterIP (or an internal NLB) inside the shared cluster, so the way in is a
+    kubeconfig for the cluster (``aws eks update-kubeconfig``), the stack's own
+    ``portForwardCommand`` output, and a request to the readiness route of the runtime contract.
+    Empty when the stack does not export what the commands need.
+    """
+    cluster, region = output_text(outputs, "clusterName"), output_text(outputs, "region")
+    forward = output_text(outputs, "portForwardCommand")
+    if not (cluster and region and forward):
+        return ()
+    port = forward.rsplit(" ", 1)[-1].split(":", 1)[0]
+    return (
+        f"aws eks update-kubeconfig --name {cluster} --region {region}",
+        f"{forward} &",
+        f"curl -s localhost:{port}/v2/health/ready",
     )
 
 
@@ -148,4 +170,16 @@ def format_deployed(deployed: Deployed) -> str:
         "sweeper destroys the stack after that, closing the PR destroys it at once)",
     ]
     lines += [f"- Note: {note}" for note in deployed.notes]
+    if deployed.reach:
+        lines += ["", "Reach it from your machine:", "", "```sh", *deployed.reach, "```"]
     return "\n".join(lines) + "\n"
+
+
+def format_failed(stack: str, error: str, run_url: str) -> str:
+    """The PR comment for an ``up`` that failed: what failed, and where the full log is."""
+    where = f" Full log: [this run]({run_url})." if run_url else ""
+    return (
+        f"### Ephemeral stack `{stack}`: **update failed**\n\n"
+        f"```\n{error[:1500]}\n```\n\nThe job failed. Push a fix to try again, or close the PR "
+        f"to destroy the stack (the sweeper does, too, once it expires).{where}\n"
+    )

@@ -3,8 +3,11 @@
 The plan tool (``python -m infra.tools.plan --stack S --format json``) runs the Pulumi program
 under mocks and prints its resource inventory: a sorted list of ``{"type", "name", "parent",
 "inputs"}`` with secrets already masked. This module runs it at two revisions of the repository
-(the base through a temporary ``git worktree``) and renders the difference as Markdown: resources
-added, removed, and changed with each changed input as a dotted path and its old and new value.
+(the base through a temporary ``git worktree``) and renders the difference as Markdown, the way
+``pulumi preview --diff`` reports it: per resource ``create``, ``update``, ``replace`` (when an
+input that can only be set at creation changed, see ``infra.delivery.replacement``) or
+``delete``, each changed input as a dotted path with its old and new value, and which resources
+are ``protect``ed (Pulumi refuses to delete or replace those).
 
     python -m infra.delivery.plan_diff --stack dev --base origin/main            # vs the work tree
     python -m infra.delivery.plan_diff --stack prod --base main --head feature   # two revisions
@@ -26,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infra.delivery.replacement import forces_replacement
 
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - the mask text, not a secret
 # Defence in depth: the plan tool masks secrets, but an input whose key names a credential is
@@ -78,10 +83,17 @@ class InputChange:
 
 @dataclass(frozen=True)
 class ResourceChange:
-    """A resource present on both sides whose inputs differ."""
+    """A resource present on both sides whose inputs (or ``protect``) differ."""
 
     key: ResourceKey
     changes: tuple[InputChange, ...]
+    #: Paths among ``changes`` that only take effect by replacing the resource.
+    replacing: tuple[str, ...] = ()
+
+    @property
+    def action(self) -> str:
+        """``replace`` when a create-only input changed, else ``update``."""
+        return "replace" if self.replacing else "update"
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,18 @@ class PlanDiff:
     removed: tuple[tuple[ResourceKey, Mapping[str, Any]], ...] = ()
     changed: tuple[ResourceChange, ...] = ()
     unchanged: int = 0
+    #: Resources marked ``protect`` on either side.
+    protected: frozenset[ResourceKey] = frozenset()
+
+    @property
+    def updates(self) -> tuple[ResourceChange, ...]:
+        """Changed resources updated in place."""
+        return tuple(c for c in self.changed if c.action == "update")
+
+    @property
+    def replacements(self) -> tuple[ResourceChange, ...]:
+        """Changed resources Pulumi must replace."""
+        return tuple(c for c in self.changed if c.action == "replace")
 
     @property
     def empty(self) -> bool:
@@ -131,11 +155,21 @@ def index_inventory(inventory: object) -> dict[ResourceKey, Mapping[str, Any]]:
             raise PlanDiffError(f"inventory[{position}]: parent must be a string or null")
         if not isinstance(inputs, dict):
             raise PlanDiffError(f"inventory[{position}] ({name}): inputs must be an object")
+        if not isinstance(entry.get("protect", False), bool):
+            raise PlanDiffError(f"inventory[{position}] ({name}): protect must be true or false")
         key = ResourceKey(type_, name, parent)
         if key in indexed:
             raise PlanDiffError(f"inventory declares {type_} {name!r} twice under {parent!r}")
         indexed[key] = inputs
     return indexed
+
+
+def protected_keys(inventory: object) -> frozenset[ResourceKey]:
+    """Resources of a (validated) inventory whose ``protect`` option is set."""
+    assert isinstance(inventory, list)
+    return frozenset(
+        ResourceKey(e["type"], e["name"], e.get("parent")) for e in inventory if e.get("protect")
+    )
 
 
 def _segment(key: str) -> str:
@@ -177,17 +211,21 @@ def _input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple
 def diff_inventories(base: object, head: object) -> PlanDiff:
     """Compare two plan-tool inventories (base first) by resource identity and inputs."""
     old, new = index_inventory(base), index_inventory(head)
+    was_protected, is_protected = protected_keys(base), protected_keys(head)
     added = tuple((key, new[key]) for key in sorted(new.keys() - old.keys()))
     removed = tuple((key, old[key]) for key in sorted(old.keys() - new.keys()))
     changed = []
     unchanged = 0
     for key in sorted(old.keys() & new.keys()):
-        changes = _input_changes(old[key], new[key])
+        changes = list(_input_changes(old[key], new[key]))
+        if (key in was_protected) != (key in is_protected):
+            changes.append(InputChange("protect", key in was_protected, key in is_protected))
         if changes:
-            changed.append(ResourceChange(key, changes))
+            replacing = tuple(c.path for c in changes if forces_replacement(key.type, c.path))
+            changed.append(ResourceChange(key, tuple(changes), replacing))
         else:
             unchanged += 1
-    return PlanDiff(added, removed, tuple(changed), unchanged)
+    return PlanDiff(added, removed, tuple(changed), unchanged, was_protected | is_protected)
 
 
 def _is_sensitive(path: str) -> bool:
@@ -214,42 +252,78 @@ def _code(text: str) -> str:
     return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
 
 
-def render_markdown(diff: PlanDiff, stack: str, base: Side, head: Side) -> str:
-    """Markdown for a PR comment: a summary line first, then changed, added, removed."""
-    summary = (
-        f"**{len(diff.changed)} changed** · {len(diff.added)} added · "
-        f"{len(diff.removed)} removed · {diff.unchanged} unchanged"
+#: Pulumi's symbols for each operation, as ``pulumi preview`` prints them.
+SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
+
+
+def summary_line(diff: PlanDiff) -> str:
+    """``**N to update** · N to replace · N to create · N to delete · N unchanged``."""
+    return (
+        f"**{len(diff.updates)} to update** · {len(diff.replacements)} to replace · "
+        f"{len(diff.added)} to create · {len(diff.removed)} to delete · "
+        f"{diff.unchanged} unchanged"
     )
+
+
+def _resource_line(action: str, key: ResourceKey, protected: bool) -> str:
+    line = f"`{SYMBOLS[action]}` {action} {key.label()}"
+    if protected:
+        line += " · `protect`"
+        if action in ("replace", "delete"):
+            line += (
+                f" — **Pulumi refuses to {action} a protected resource**: unprotect it first "
+                "(`pulumi state unprotect`)"
+            )
+    return line
+
+
+def _change_table(change: ResourceChange) -> list[str]:
+    rows = [*_TABLE_HEAD]
+    for item in change.changes:
+        path = _code(item.path)
+        if item.path in change.replacing:
+            path += " **forces replacement**"
+        rows.append(
+            f"| {path} | {format_value(item.before, item.path)} "
+            f"| {format_value(item.after, item.path)} |"
+        )
+    return rows
+
+
+def render_markdown(diff: PlanDiff, stack: str, base: Side, head: Side) -> str:
+    """Markdown for a PR comment: a summary line first, then replace, update, create, delete."""
     base_text = f"`{base.label}`" + (f" ({base.detail})" if base.detail else "")
     head_text = f"`{head.label}`" + (f" ({head.detail})" if head.detail else "")
     lines = [
         f"### Offline plan diff: stack `{stack}`",
         "",
-        f"{base_text} → {head_text}: {summary}",
+        f"{base_text} → {head_text}: {summary_line(diff)}",
         "",
         "<sub>Resources and inputs the program declares, run under Pulumi mocks without cloud "
         "credentials; values the cloud computes at deploy time are not shown. Secrets are "
-        "masked.</sub>",
+        "masked. Replacements follow the providers' create-only inputs.</sub>",
     ]
     for note in (*base.notes, *head.notes):
         lines += ["", f"> {note}"]
     if diff.empty:
         lines += ["", "No change in declared resources or their inputs."]
         return "\n".join(lines) + "\n"
-    if diff.changed:
-        lines += ["", f"#### Changed ({len(diff.changed)})"]
-        for change in diff.changed:
-            lines += ["", change.key.label(), "", *_TABLE_HEAD]
-            lines += [
-                f"| {_code(item.path)} | {format_value(item.before, item.path)} "
-                f"| {format_value(item.after, item.path)} |"
-                for item in change.changes
-            ]
-    for title, entries in (("Added", diff.added), ("Removed", diff.removed)):
+    for title, changes in (("To replace", diff.replacements), ("To update", diff.updates)):
+        if changes:
+            lines += ["", f"#### {title} ({len(changes)})"]
+            for change in changes:
+                protected = change.key in diff.protected
+                lines += ["", _resource_line(change.action, change.key, protected), ""]
+                lines += _change_table(change)
+    for title, action, entries in (
+        ("To create", "create", diff.added),
+        ("To delete", "delete", diff.removed),
+    ):
         if entries:
             lines += ["", f"#### {title} ({len(entries)})", ""]
             lines += [
-                f"- {key.label()}: {len(flatten_inputs(dict(inputs)))} inputs"
+                f"- {_resource_line(action, key, key in diff.protected)}: "
+                f"{len(flatten_inputs(dict(inputs)))} inputs"
                 for key, inputs in entries
             ]
     return "\n".join(lines) + "\n"

@@ -121,7 +121,43 @@ def analyze(stub: Any, stack: str, inventory: Sequence[Mapping[str, Any]]) -> li
                     message,
                 )
             )
+    findings += _analyze_stack(stub, stack, inventory)
     return sorted(findings)
+
+
+def _analyze_stack(stub: Any, stack: str, inventory: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """Stack policies: the whole inventory in one AnalyzeStack call, as the CLI sends it."""
+    resources = []
+    for resource in inventory:
+        properties = struct_pb2.Struct()
+        properties.update(dict(resource["inputs"]))
+        resources.append(
+            analyzer_pb2.AnalyzerResource(
+                type=resource["type"],
+                properties=properties,
+                urn=resource["urn"],
+                name=resource["name"],
+            )
+        )
+    try:
+        response = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources))
+    except grpc.RpcError as exc:
+        raise PolicyCheckError(f"pack failed on stack {stack}: {exc}") from exc
+    by_urn = {r["urn"]: r for r in inventory}
+    findings = []
+    for diagnostic in response.diagnostics:
+        resource = by_urn.get(diagnostic.urn, {"type": "", "name": ""})
+        findings.append(
+            Finding(
+                stack,
+                _level(diagnostic),
+                diagnostic.policyName,
+                resource["type"],
+                resource["name"],
+                diagnostic.message.split("\n", 1)[-1],
+            )
+        )
+    return findings
 
 
 def format_findings(
@@ -158,6 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts: dict[str, int] = {}
     try:
         with running_pack() as stub:
+            # Prod may run only staging's digest; offline, staging's mock plan says which.
+            from infra.delivery.promotion import (
+                configure_pack,
+                offline_staging_digest,
+                policy_config,
+            )
+
+            configure_pack(stub, policy_config(offline_staging_digest()))
             for stack in stacks:
                 inventory = collect(stack)
                 counts[stack] = len(inventory)

@@ -7,6 +7,11 @@ preview comment per stack, one plan-diff comment per stack and one ephemeral-sta
 GitHub caps a comment at 65,536 characters. :func:`fit_comment` keeps the summary whole and cuts
 the detail from its end, saying how much was cut and where the full text is (an artifact).
 
+Only comments written by the workflow's own identity are ever edited: a comment carries the
+marker AND its author is :data:`BOT_LOGIN` (the ``GITHUB_TOKEN``'s app, ``github-actions[bot]``,
+a ``Bot``). Anyone can paste the marker into a comment of their own; that comment is left alone
+and the bot posts its own instead.
+
 Only the standard library is used, so the commenting job of forks' PRs (a ``workflow_run``
 workflow that must not install or run the PR's code) needs nothing but Python.
 """
@@ -17,6 +22,7 @@ import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +32,10 @@ from typing import Any
 MAX_COMMENT_CHARS = 65_536
 _MARKER_KEY = re.compile(r"[a-z0-9][a-z0-9:._-]{0,80}")
 _API_TIMEOUT_S = 30
+#: Author of comments made with a workflow's ``GITHUB_TOKEN``: the GitHub Actions app's bot user
+#: (https://docs.github.com/en/actions/security-for-github-actions/security-guides/automatic-token-authentication).
+BOT_LOGIN = "github-actions[bot]"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 #: ``(method, url, json body or None) -> (HTTP status, parsed JSON)``.
 Transport = Callable[[str, str, Any], tuple[int, Any]]
@@ -63,7 +73,11 @@ def urllib_transport(token: str) -> Transport:
     """A :data:`Transport` over ``urllib`` that authenticates with ``token``."""
 
     def send(method: str, url: str, body: Any) -> tuple[int, Any]:
-        if not url.startswith("https://"):
+        parsed = urllib.parse.urlsplit(url)
+        # Plain HTTP only to this machine (a local stand-in of the API); never over a network.
+        if parsed.scheme != "https" and not (
+            parsed.scheme == "http" and parsed.hostname in _LOOPBACK
+        ):
             raise CommentError(f"refusing to send the token to a non-HTTPS URL: {url}")
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - https only
@@ -108,10 +122,19 @@ class GitHub:
             raise CommentError(f"{method} {path} answered {status}: {message}")
         return payload
 
+    def get(self, path: str) -> Any:
+        """``GET`` a path of the repository's API (``/actions/...``); the JSON answer."""
+        return self._call("GET", path)
+
+    def pull_request(self, number: int) -> PullRequest:
+        """State, labels and head commit of pull request ``number``, as GitHub has them now."""
+        payload = self._call("GET", f"/pulls/{number}")
+        labels = tuple(str(label.get("name", "")) for label in payload.get("labels") or [])
+        return PullRequest(number, str(payload["state"]), labels, str(payload["head"]["sha"]))
+
     def pull_request_head(self, number: int) -> str:
         """The head commit of pull request ``number``."""
-        payload = self._call("GET", f"/pulls/{number}")
-        return str(payload["head"]["sha"])
+        return self.pull_request(number).head_sha
 
     def upsert_comment(self, number: int, key: str, body: str) -> str:
         """Edit the comment carrying ``key``'s marker, or create it; returns what it did."""
@@ -123,7 +146,7 @@ class GitHub:
         while True:
             comments = self._call("GET", f"/issues/{number}/comments?per_page=100&page={page}")
             for comment in comments:
-                if str(comment.get("body", "")).startswith(tag):
+                if str(comment.get("body", "")).startswith(tag) and is_own(comment):
                     self._call("PATCH", f"/issues/comments/{comment['id']}", {"body": text})
                     return "updated"
             if len(comments) < 100:
@@ -131,6 +154,27 @@ class GitHub:
             page += 1
         self._call("POST", f"/issues/{number}/comments", {"body": text})
         return "created"
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """What delivery needs to know of a pull request at the moment it acts."""
+
+    number: int
+    state: str  # "open" or "closed"
+    labels: tuple[str, ...]
+    head_sha: str
+
+    @property
+    def open(self) -> bool:
+        """True while the pull request is open."""
+        return self.state == "open"
+
+
+def is_own(comment: Any) -> bool:
+    """True when ``comment`` (REST API issue comment) was written by the workflow's bot."""
+    user = comment.get("user") or {}
+    return bool(user.get("login") == BOT_LOGIN and user.get("type") == "Bot")
 
 
 def parse_pr_number(text: str) -> int:

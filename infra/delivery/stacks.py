@@ -53,9 +53,13 @@ class StackLike(Protocol):
         self,
         *,
         policy_packs: list[str] | None = None,
+        policy_pack_configs: list[str] | None = None,
         diff: bool | None = None,
         color: str | None = None,
         on_output: OutputCallback | None = None,
+        on_event: Callable[[auto.EngineEvent], Any] | None = None,
+        refresh: bool | None = None,
+        plan: str | None = None,
     ) -> auto.PreviewResult: ...
 
     def destroy(

@@ -10,7 +10,8 @@ StackReference. Config values stored encrypted (``secure:``) cannot be read with
 key and are replaced by a placeholder that is itself marked secret.
 
 The JSON format is the interface other tools build on: a list sorted by (type, name, parent) of
-``{"type", "name", "parent", "urn", "inputs"}``; every secret value is masked as ``"[secret]"``.
+``{"type", "name", "parent", "urn", "protect", "inputs"}``; every secret value is masked as
+``"[secret]"``.
 ``collect(stack)`` returns the same list; ``run_program(stack)`` the raw registrations and stack
 outputs. Runs are independent and can be repeated in one process.
 """
@@ -35,6 +36,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
 from infra.mocks import ProgramMocks, RecordingMonitor, Registration
+from infra.simulated_account import SimulatedAccount
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 PROGRAM: Final = REPO_ROOT / "infra" / "__main__.py"
@@ -44,6 +46,11 @@ PR_TEMPLATE: Final = STACKS_DIR / "Pulumi.pr-template.yaml"
 SAMPLE_PR_STACK: Final = "pr-123"
 #: A fixed expiry for planned pr stacks, so the inventory does not change with the clock.
 SAMPLE_EXPIRES_AT: Final = "2030-01-01T00:00:00Z"
+#: The image a long-lived stack runs when the plan is not told one (CI sets ``imageRef`` to the
+#: digest it built; see infra/delivery/promotion.py). A fixed value keeps plans reproducible.
+SAMPLE_IMAGE_REF: Final = (
+    "123456789012.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev@sha256:" + "0" * 64
+)
 #: Stands in for a ``secure:`` config value the plan cannot decrypt.
 SECRET_PLACEHOLDER: Final = "plan-placeholder-secret-value-0000"  # noqa: S105 - not a secret
 MASK: Final = "[secret]"
@@ -111,12 +118,16 @@ def run_program(
     secret_keys: Sequence[str] = (),
     referenced: Mapping[str, ProgramRun] | None = None,
     program: Callable[[], None] | None = None,
+    account: SimulatedAccount | None = None,
 ) -> ProgramRun:
     """Run infra/__main__.py for ``stack`` under mocks and return what it declared.
 
     ``config`` defaults to the stack's file; a pr-* stack gets a fixed sample expiry unless
-    ``config`` names one, and the stack it references is run first unless ``referenced`` has it.
+    ``config`` names one, a long-lived stack gets ``SAMPLE_IMAGE_REF`` unless ``config`` names
+    an ``imageRef``, and the stack it references is run first unless ``referenced`` has it.
     ``program`` replaces infra/__main__.py (tests run single components this way).
+    ``account`` checks every creation against a simulated AWS account's state and rules (and
+    records it there), so sequences of runs (up, destroy, up) behave as they would in AWS.
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
     if config is None:
@@ -125,6 +136,8 @@ def run_program(
     config = dict(config)
     if _PR_STACK.match(stack):
         config.setdefault(f"{PROJECT}:expiresAt", SAMPLE_EXPIRES_AT)
+    elif config.get(f"{PROJECT}:environment", "") != "pr":
+        config.setdefault(f"{PROJECT}:imageRef", SAMPLE_IMAGE_REF)
     referenced = dict(referenced or {})
     cluster_stack = config.get(f"{PROJECT}:clusterStack")
     if cluster_stack and cluster_stack not in referenced:
@@ -135,6 +148,7 @@ def run_program(
         region=config.get("aws:region", "us-west-2"),
         stack_outputs={name: run.outputs for name, run in referenced.items()},
         secret_outputs={name: tuple(run.secret_outputs) for name, run in referenced.items()},
+        account=account,
     )
     monitor = RecordingMonitor(mocks)
     # A fresh root Stack resource and RPC bookkeeping for every run.
@@ -208,6 +222,7 @@ def inventory(run: ProgramRun) -> list[dict[str, Any]]:
             "name": r.name,
             "parent": r.parent_name,
             "urn": r.urn,
+            "protect": r.protect,
             "inputs": mask_secrets(dict(r.inputs)),
         }
         for r in run.registrations
@@ -236,6 +251,9 @@ _KEY_INPUTS: Final[Mapping[str, Sequence[str]]] = {
     "aws:eks/podIdentityAssociation:PodIdentityAssociation": ("namespace", "serviceAccount"),
     "aws:autoscaling/tag:Tag": ("tag",),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ("spec",),
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": ("spec",),
+    "aws:amp/workspaceConfiguration:WorkspaceConfiguration": ("retentionPeriodInDays",),
+    "kubernetes:karpenter.sh/v1:NodePool": ("spec",),
 }
 
 
@@ -251,6 +269,14 @@ def _summary(entry: Mapping[str, Any], width: int = 110) -> str:
             value = inputs[key]
             if entry["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler":
                 value = {"min": value.get("minReplicas"), "max": value.get("maxReplicas")}
+            elif entry["type"] == "kubernetes:keda.sh/v1alpha1:ScaledObject":
+                value = {
+                    "min": value.get("minReplicaCount"),
+                    "max": value.get("maxReplicaCount"),
+                    "triggers": [t.get("name") or t.get("type") for t in value.get("triggers", [])],
+                }
+            elif entry["type"] == "kubernetes:karpenter.sh/v1:NodePool":
+                value = {"limits": value.get("limits"), "disruption": value.get("disruption")}
             parts.append(f"{key}={json.dumps(value, separators=(',', ':'), sort_keys=True)}")
     text = " ".join(parts)
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,13 +9,19 @@ import pytest
 from scripts.container.engine import DockerError
 from scripts.container.image import IMAGE_REPOSITORY, BuiltImage
 from scripts.container.registry import free_port, local_registry, port_is_free
+from tests.conftest import require_tool
 
 if TYPE_CHECKING:
     import docker
 
-needs_registry = pytest.mark.skipif(
-    shutil.which("docker-registry") is None, reason="docker-registry not installed"
-)
+
+@pytest.fixture
+def registry_tool() -> str:
+    """The docker-registry binary (Debian package docker-registry; REQUIRE_DOCKER_REGISTRY=1)."""
+    return require_tool("docker-registry", "apt-get install docker-registry")
+
+
+needs_registry = pytest.mark.usefixtures("registry_tool")
 
 
 @needs_registry

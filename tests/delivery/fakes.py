@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +28,12 @@ class FakeBackend:
     fail_preview: str | None = None
     up_outputs: dict[str, auto.OutputValue] = field(default_factory=dict)
     preview_lines: list[str] = field(default_factory=list)
+    #: called with each recorded call before it happens (a concurrent actor's move)
+    hook: Callable[[tuple[str, ...]], None] | None = None
+    #: canonical form of a stack name (e.g. org/project/stack); identity by default
+    canonical: Callable[[str], str] = lambda name: name
+    #: policyEvent payloads (engine JSON) the preview emits through on_event
+    policy_events: list[dict[str, Any]] = field(default_factory=list)
 
     def add(
         self,
@@ -40,6 +47,11 @@ class FakeBackend:
         tags = {} if tag is None else {"expires-at": tag}
         self.stacks[name] = {"tags": tags, "outputs": outputs, "config": {}, "busy": busy}
 
+    def record(self, *call: str) -> None:
+        if self.hook is not None:
+            self.hook(call)
+        self.calls.append(call)
+
     def pulumi(self) -> Pulumi:
         return Pulumi(workspace=FakeWorkspace(self), stacks=FakeStackApi(self))
 
@@ -47,6 +59,7 @@ class FakeBackend:
 class FakeStack:
     def __init__(self, backend: FakeBackend, name: str) -> None:
         self.backend, self._name = backend, name
+        self._key = backend.canonical(name)
 
     @property
     def name(self) -> str:
@@ -54,10 +67,14 @@ class FakeStack:
 
     @property
     def _state(self) -> dict[str, Any]:
-        return self.backend.stacks[self._name]
+        return self.backend.stacks[self._key]
 
     def _record(self, *call: str) -> None:
-        self.backend.calls.append((call[0], self._name, *call[1:]))
+        self.backend.record(call[0], self._name, *call[1:])
+        if self._key not in self.backend.stacks:
+            raise command_error(
+                f"error: no stack named '{self._name}' found", auto.StackNotFoundError
+            )
 
     def set_config(self, key: str, value: auto.ConfigValue, *, path: bool = False) -> None:
         self._record("set_config", key, value.value)
@@ -86,8 +103,19 @@ class FakeStack:
 
     def preview(self, **kwargs: Any) -> Any:
         self._record("preview", f"diff={kwargs.get('diff')}", *kwargs.get("policy_packs", []))
+        if kwargs.get("refresh") or kwargs.get("plan"):
+            self._record("preview-options", f"refresh={kwargs.get('refresh')}", str(kwargs["plan"]))
+        for path in kwargs.get("policy_pack_configs") or []:
+            with open(path, encoding="utf-8") as config:
+                self._record("policy-pack-config", config.read())
         for line in self.backend.preview_lines:
             kwargs["on_output"](line)
+        for sequence, payload in enumerate(self.backend.policy_events):
+            # What the Automation API builds from each line of the engine's event log.
+            event = auto.EngineEvent.from_json(
+                {"sequence": sequence, "timestamp": 0, "policyEvent": payload}
+            )
+            kwargs["on_event"](event)
         if self.backend.fail_preview:
             raise command_error(self.backend.fail_preview)
         return SimpleNamespace(
@@ -106,14 +134,14 @@ class FakeStackApi:
         self.backend = backend
 
     def create_or_select(self, stack_name: str, workspace: Any) -> FakeStack:
-        self.backend.calls.append(("create_or_select", stack_name))
-        if stack_name not in self.backend.stacks:
-            self.backend.add(stack_name)
+        self.backend.record("create_or_select", stack_name)
+        if self.backend.canonical(stack_name) not in self.backend.stacks:
+            self.backend.add(self.backend.canonical(stack_name))
         return FakeStack(self.backend, stack_name)
 
     def select(self, stack_name: str, workspace: Any) -> FakeStack:
-        self.backend.calls.append(("select", stack_name))
-        if stack_name not in self.backend.stacks:
+        self.backend.record("select", stack_name)
+        if self.backend.canonical(stack_name) not in self.backend.stacks:
             raise command_error(f"error: no stack named '{stack_name}'", auto.StackNotFoundError)
         return FakeStack(self.backend, stack_name)
 
@@ -124,12 +152,19 @@ class FakeWorkspace:
 
     def list_stacks(self, include_all: bool | None = None) -> list[auto.StackSummary]:
         return [
-            auto.StackSummary(name, current=False, update_in_progress=state["busy"])
+            auto.StackSummary(
+                state.get("listed_as", name), current=False, update_in_progress=state["busy"]
+            )
             for name, state in self.backend.stacks.items()
         ]
 
     def remove_stack(
         self, stack_name: str, force: bool | None = None, preserve_config: bool | None = None
     ) -> None:
-        self.backend.calls.append(("remove_stack", stack_name, f"force={force}"))
-        del self.backend.stacks[stack_name]
+        self.backend.record("remove_stack", stack_name, f"force={force}")
+        key = self.backend.canonical(stack_name)
+        if key not in self.backend.stacks:
+            raise command_error(
+                f"error: no stack named '{stack_name}' found", auto.StackNotFoundError
+            )
+        del self.backend.stacks[key]

@@ -19,7 +19,7 @@ from infra.delivery.pr_comment import (
     marker,
     parse_pr_number,
 )
-from infra.delivery.preview import PreviewOutcome, policy_section, render_preview_comment
+from infra.delivery.preview import PolicyFinding, PreviewOutcome, render_preview_comment
 from tests.delivery.fakes import FakeBackend
 
 
@@ -30,19 +30,23 @@ class FakeGitHubApi:
         self.comments: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         self.head_sha = head_sha
+        self.state = "open"
+        self.labels = [{"name": "preview-env"}]
 
     def __call__(self, method: str, url: str, body: Any) -> tuple[int, Any]:
         path = url.removeprefix("https://api.github.com/repos/o/r")
         self.requests.append((method, path.split("?")[0]))
         if method == "GET" and path.startswith("/pulls/"):
-            return 200, {"head": {"sha": self.head_sha}}
+            return 200, {"state": self.state, "labels": self.labels, "head": {"sha": self.head_sha}}
         if method == "GET" and path.startswith("/issues/1/comments"):
             page = int(path.rsplit("page=", 1)[1])
             items = list(self.comments.values())[(page - 1) * 100 : page * 100]
             return 200, items
         if method == "POST" and path == "/issues/1/comments":
             number = len(self.comments) + 1
-            self.comments[number] = {"id": number, "body": body["body"]}
+            # Comments made with a workflow's GITHUB_TOKEN are authored by the Actions bot.
+            user = {"login": "github-actions[bot]", "type": "Bot"}
+            self.comments[number] = {"id": number, "body": body["body"], "user": user}
             return 201, self.comments[number]
         if method == "PATCH" and path.startswith("/issues/comments/"):
             self.comments[int(path.rsplit("/", 1)[1])]["body"] = body["body"]
@@ -69,7 +73,8 @@ def test_marker_is_found_beyond_the_first_page() -> None:
     api = FakeGitHubApi()
     for index in range(150):
         api.comments[index + 1] = {"id": index + 1, "body": f"chatter {index}"}
-    api.comments[151] = {"id": 151, "body": marker("plan-diff:dev") + "\nold"}
+    bot = {"login": "github-actions[bot]", "type": "Bot"}
+    api.comments[151] = {"id": 151, "body": marker("plan-diff:dev") + "\nold", "user": bot}
     assert github(api).upsert_comment(1, "plan-diff:dev", "new") == "updated"
     assert api.comments[151]["body"].endswith("new")
     assert len(api.comments) == 151
@@ -121,11 +126,12 @@ Resources:
 
 
 def test_preview_comment_puts_summary_and_policies_before_the_diff() -> None:
-    outcome = PreviewOutcome("dev", PREVIEW_TEXT, {"update": 1, "same": 40})
+    finding = PolicyFinding("advisory", "cost-tags", "gpu", "resource lacks cost tags")
+    outcome = PreviewOutcome("dev", PREVIEW_TEXT, {"update": 1, "same": 40}, findings=(finding,))
     body = render_preview_comment(outcome, "Full output: artifact `preview-dev`.")
     assert body.index("| 0 | 1 | 0 | 0 | 40 |") < body.index("cost-tags") < body.index("```diff")
+    assert "| advisory | `cost-tags` | `gpu` | resource lacks cost tags |" in body
     assert body.rstrip().endswith("Full output: artifact `preview-dev`.")
-    assert policy_section(PREVIEW_TEXT)[1].strip().startswith("- [advisory]")
 
 
 def test_long_preview_is_trimmed_below_the_limit_with_summary_intact() -> None:

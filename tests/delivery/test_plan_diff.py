@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -158,8 +159,9 @@ def test_markdown_has_summary_first_then_sections() -> None:
     )
     lines = markdown.splitlines()
     assert lines[0] == "### Offline plan diff: stack `dev`"
-    assert "**1 changed** · 0 added · 1 removed · 1 unchanged" in lines[2]
-    assert markdown.index("#### Changed (1)") < markdown.index("#### Removed (1)")
+    assert "**1 to update** · 0 to replace · 0 to create · 1 to delete · 1 unchanged" in lines[2]
+    assert markdown.index("#### To update (1)") < markdown.index("#### To delete (1)")
+    assert "`~` update **`gpu-lt`**" in markdown
     assert '| `instanceType` | `"g5.xlarge"` | `"g6.xlarge"` |' in markdown
 
 
@@ -172,11 +174,52 @@ def test_markdown_has_summary_first_then_sections() -> None:
         ([{"type": "t", "name": "n", "inputs": []}], "inputs must be an object"),
         ([{"type": 1, "name": "n", "inputs": {}}], "must be strings"),
         ([res("t", "n", {}), res("t", "n", {})], "twice"),
+        ([{**res("t", "n", {}), "protect": "yes"}], "protect must be true or false"),
     ],
 )
 def test_malformed_inventories_are_named(inventory: object, message: str) -> None:
     with pytest.raises(PlanDiffError, match=message.replace("[", r"\[").replace("]", r"\]")):
         diff_inventories(inventory, [])
+
+
+def test_create_only_inputs_make_a_replace_and_others_an_update() -> None:
+    head = base_inventory()
+    deployment = head[1]["inputs"]
+    deployment["spec"]["selector"] = {"matchLabels": {"app": "svc-v2"}}  # immutable in apps/v1
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "a@sha256:2"
+    head[0]["inputs"]["instanceType"] = "g6.xlarge"  # launch templates update in place
+
+    diff = diff_inventories(base_inventory(), head)
+
+    assert [(c.key.name, c.action, c.replacing) for c in diff.changed] == [
+        ("gpu-lt", "update", ()),
+        ("svc", "replace", ("spec.selector.matchLabels.app",)),
+    ]
+    markdown = render_markdown(diff, "dev", Side("a"), Side("b"))
+    assert "**1 to update** · 1 to replace" in markdown
+    assert "`+-` replace **`svc`**" in markdown
+    assert "| `spec.selector.matchLabels.app` **forces replacement** |" in markdown
+    # The image changes too, but only the selector forces the replacement.
+    assert "| `spec.template.spec.containers[0].image` | " in markdown
+
+
+def test_protect_is_shown_and_a_protected_delete_or_replace_is_called_out() -> None:
+    base = base_inventory()
+    base[0]["protect"] = True
+    base[1]["protect"] = True
+    head = copy.deepcopy(base[1:])  # gpu-lt (protected) is removed
+    head[0]["inputs"]["metadata"] = {"name": "renamed"}  # metadata.name: replace
+    head[1]["protect"] = True  # the secret version becomes protected
+
+    diff = diff_inventories(base, head)
+    markdown = render_markdown(diff, "prod", Side("a"), Side("b"))
+
+    assert "`-` delete **`gpu-lt`**" in markdown
+    assert "Pulumi refuses to delete a protected resource" in markdown
+    assert "Pulumi refuses to replace a protected resource" in markdown
+    version = next(c for c in diff.changed if c.key.name == "api-key")
+    assert [(i.path, i.before, i.after) for i in version.changes] == [("protect", False, True)]
+    assert version.action == "update"
 
 
 def test_resource_key_label_mentions_parent_only_when_nested() -> None:
@@ -233,7 +276,7 @@ def test_working_tree_against_base_revision(toy_repo: Path) -> None:
 
     markdown = plan_diff(toy_repo, "dev", "main")
 
-    assert "**1 changed** · 0 added · 0 removed · 2 unchanged" in markdown
+    assert "**1 to update** · 0 to replace · 0 to create · 0 to delete · 2 unchanged" in markdown
     assert "uncommitted changes" in markdown
     assert len(_worktrees(toy_repo).splitlines()) == 1, "the base worktree must be removed"
 
@@ -241,13 +284,13 @@ def test_working_tree_against_base_revision(toy_repo: Path) -> None:
 def test_two_revisions_and_a_base_without_plan_tool(toy_repo: Path) -> None:
     (toy_repo / "stacks" / "dev.json").write_text(json.dumps(base_inventory()[:1]))
     _git(toy_repo, "commit", "-q", "-am", "drop two")
-    assert "0 added · 2 removed" in plan_diff(toy_repo, "dev", "main~1", head="main")
+    assert "0 to create · 2 to delete" in plan_diff(toy_repo, "dev", "main~1", head="main")
 
     _git(toy_repo, "rm", "-q", "infra/tools/plan.py")
     _git(toy_repo, "commit", "-q", "-m", "no tool")
     markdown = plan_diff(toy_repo, "dev", "main", head="main~1")
     assert "has no plan tool" in markdown
-    assert "0 changed** · 1 added" in markdown
+    assert "**0 to update** · 0 to replace · 1 to create" in markdown
 
 
 def test_unknown_revision_and_failing_plan_tool_are_clear_errors(

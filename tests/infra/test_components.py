@@ -51,22 +51,30 @@ def test_existing_vpc_is_used_as_is() -> None:
     assert run.outputs["vpcId"] == "vpc-0123456789abcdef0"
 
 
-@pytest.mark.parametrize("ephemeral", [True, False])
-def test_only_an_ephemeral_registry_may_be_force_deleted(ephemeral: bool) -> None:
+@pytest.mark.parametrize(
+    ("ephemeral", "protected", "force"),
+    [(True, False, True), (False, False, True), (False, True, False)],
+)
+def test_only_a_protected_registry_keeps_its_images_on_destroy(
+    ephemeral: bool, protected: bool, force: bool
+) -> None:
+    """ECR refuses to delete a non-empty repository unless forced (RepositoryNotEmptyException,
+    https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DeleteRepository.html)."""
+
     def program() -> None:
         Registry(
             "registry",
             RegistryArgs(
                 repository_name="torch-eks-inference/x",
                 ephemeral=ephemeral,
-                deletion_protection=False,
+                deletion_protection=protected,
                 tags={"stack": "x"},
             ),
         )
 
     run = run_program("x", config={"aws:region": "us-west-2"}, program=program)
     (repo,) = [r for r in run.registrations if r.type == "aws:ecr/repository:Repository"]
-    assert repo.inputs["forceDelete"] is ephemeral
+    assert repo.inputs["forceDelete"] is force
     assert repo.outputs["repositoryUrl"] == (
         "123456789012.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/x"
     )
@@ -142,7 +150,13 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
             sys.path.insert(0, "")  # as `python -m`/`-c` would: infra/ itself importable
             run = run_program("dev", program=lambda: runpy.run_path(".", run_name="__main__"))
             import secrets
-            image = next(r for r in run.registrations if r.type == "docker:index/image:Image")
+            # Only pr stacks build an image (long-lived ones take CI's by digest).
+            pr = run_program(
+                "pr-123",
+                referenced={{"organization/torch-eks-inference/dev": run}},
+                program=lambda: runpy.run_path(".", run_name="__main__"),
+            )
+            image = next(r for r in pr.registrations if r.type == "docker:index/image:Image")
             print(json.dumps({{
                 "secrets": secrets.__file__,
                 "build": image.inputs["build"],

@@ -30,9 +30,18 @@ API_KEY = f"{P}:apiKey"
 GOOD_KEY = "k" * 32
 
 
+#: The least a long-lived stack must say: who deploys it (access is never implicit).
+DEPLOYER = "arn:aws:iam::123456789012:role/PulumiDeployer"
+
+
 def raw(**values: Any) -> dict[str, str]:
-    """Config as the engine passes it: namespaced keys, strings, lists JSON-encoded."""
+    """Config as the engine passes it: namespaced keys, strings, lists JSON-encoded.
+
+    Long-lived stacks get a deploy role unless the test sets ``deployRoleArns`` itself.
+    """
     config = {"aws:region": "us-west-2"}
+    if values.get("environment", "") != "pr" and "clusterStack" not in values:
+        values.setdefault("deployRoleArns", [DEPLOYER])
     for key, value in values.items():
         if isinstance(value, bool):
             text = "true" if value else "false"
@@ -44,8 +53,12 @@ def raw(**values: Any) -> dict[str, str]:
     return config
 
 
+#: The day the calendar rules below are asserted for.
+TODAY = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
 def load(stack: str = "dev", secret_keys: frozenset[str] = frozenset(), **values: Any) -> Any:
-    return load_stack_config(stack, raw(**values), secret_keys=secret_keys)
+    return load_stack_config(stack, raw(**values), secret_keys=secret_keys, now=TODAY)
 
 
 def problems(stack: str = "dev", **values: Any) -> list[str]:
@@ -145,7 +158,26 @@ def test_gpus_per_node_follows_the_smallest_instance() -> None:
     ("stack", "values", "key", "fragment"),
     [
         ("dev", {"environment": "qa"}, "environment", "must be one of dev, staging, prod, pr"),
-        ("dev", {"kubernetesVersion": "1.29"}, "kubernetesVersion", "must be one of 1.31"),
+        # EKS release calendar on 2026-12-01 (TODAY below): 1.31 left extended support on
+        # 2026-11-26, 1.32/1.33 are in extended support, 1.34/1.35 in standard support.
+        # https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html
+        ("dev", {"kubernetesVersion": "1.29"}, "kubernetesVersion", "EKS has no Kubernetes 1.29"),
+        (
+            "dev",
+            {"kubernetesVersion": "1.31"},
+            "kubernetesVersion",
+            "extended support for Kubernetes 1.31 ended on 2026-11-26",
+        ),
+        # "You cannot disable extended support once your cluster has entered it":
+        # https://docs.aws.amazon.com/eks/latest/userguide/disable-extended-support.html
+        (
+            "dev",
+            {"kubernetesVersion": "1.33", "upgradeSupportType": "STANDARD"},
+            "kubernetesVersion",
+            "does not allow upgradeSupportType STANDARD",
+        ),
+        ("dev", {"upgradeSupportType": "NONE"}, "upgradeSupportType", "STANDARD, EXTENDED"),
+        ("dev", {"kubernetesVersion": "1.36"}, "kubernetesVersion", "EKS has no Kubernetes 1.36"),
         ("dev", {"clusterName": "-bad name"}, "clusterName", "letters, digits"),
         ("dev", {"vpcCidr": "10.0.0.0/33"}, "vpcCidr", "IPv4 network"),
         ("dev", {"vpcCidr": "10.0.0.1/16"}, "vpcCidr", "IPv4 network"),
@@ -218,11 +250,11 @@ def test_gpus_per_node_follows_the_smallest_instance() -> None:
             "dev",
             {"adminRoleArns": ["arn:aws:iam::123:role/x"]},
             "adminRoleArns",
-            "IAM role or user ARN",
+            "must be an IAM role ARN",
         ),
         ("dev", {"gpuInstanceTypes": ["m5.large"]}, "gpuInstanceTypes", "families: g4dn"),
         ("dev", {"gpuInstanceTypes": ["g5g.xlarge"]}, "gpuInstanceTypes", "x86_64 NVIDIA"),
-        ("dev", {"gpuInstanceTypes": ["g5.huge"]}, "gpuInstanceTypes", "unknown size"),
+        ("dev", {"gpuInstanceTypes": ["g5.huge"]}, "gpuInstanceTypes", "no such g5 size"),
         (
             "dev",
             {"gpuInstanceTypes": ["g5.xlarge"], "gpuNodeMax": 0},
@@ -232,9 +264,15 @@ def test_gpus_per_node_follows_the_smallest_instance() -> None:
         ("dev", {"gpuCapacityType": "spot"}, "gpuCapacityType", "SPOT, ON_DEMAND"),
         (
             "dev",
-            {"gpuNodeMin": 3, "gpuNodeDesired": 3, "gpuNodeMax": 2, "hpaMaxReplicas": 2},
+            {"gpuNodeMin": 6, "gpuNodeMax": 5},
+            "gpuNodeMin",
+            "must not exceed gpuNodeMax (5)",
+        ),
+        (
+            "dev",
+            {"gpuNodeDesired": 3},
             "gpuNodeDesired",
-            "gpuNodeMin (3) <= gpuNodeDesired <= gpuNodeMax (2)",
+            "GPU node groups start at gpuNodeMin",
         ),
         ("dev", {"gpuNodeMin": -2}, "gpuNodeMin", "from 0 to 100"),
         ("dev", {"gpuRootVolumeGiB": 20}, "gpuRootVolumeGiB", "from 50 to 2000"),
@@ -247,7 +285,21 @@ def test_gpus_per_node_follows_the_smallest_instance() -> None:
             "hpaMinReplicas",
             "must not exceed hpaMaxReplicas (2)",
         ),
-        ("dev", {"hpaMaxReplicas": 5}, "hpaMaxReplicas", "exceeds the 2 GPU(s)"),
+        # Each CUDA pod holds a GPU; a rolling update runs maxSurge (1) extra pods, and dev keeps
+        # prGpuSlots (2) free for pr stacks: 5 + 1 + 2 = 8 > 5 nodes x 1 GPU.
+        (
+            "dev",
+            {"hpaMaxReplicas": 5},
+            "gpuNodeMax",
+            "needs 6 (hpaMaxReplicas 5 + 1 rollout surge) and prGpuSlots keeps 2",
+        ),
+        # A p5.4xlarge has one H100, not eight (the size decides, per instance type).
+        (
+            "dev",
+            {"gpuInstanceTypes": ["p5.4xlarge"], "gpuNodeMax": 2},
+            "gpuNodeMax",
+            "2 GPU(s) at most",
+        ),
         ("dev", {"hpaTargetCpuUtilization": 100}, "hpaTargetCpuUtilization", "from 10 to 95"),
         ("dev", {"imageVariant": "rocm"}, "imageVariant", "cpu, cuda"),
         ("dev", {"imageTag": "bad tag!"}, "imageTag", "Docker tag"),
@@ -375,11 +427,19 @@ def test_pulumi_yaml_defaults_do_not_hide_the_environment_defaults() -> None:
             assert default == COMMON_DEFAULTS[key], key
 
 
+#: Where a shipped stack file departs from its environment's default on purpose: dev runs CI on
+#: GitHub-hosted runners (and says so, with the open endpoint that needs); the default is the
+#: secure one.
+DELIBERATE_DEVIATIONS = {("dev", "ciRunner")}
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_stack_files_spell_out_their_environment_defaults(stack: str) -> None:
     values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     defaults = ENVIRONMENT_DEFAULTS[Environment(stack)]
     for key, expected in defaults.items():
+        if (stack, key) in DELIBERATE_DEVIATIONS:
+            continue
         text = values.get(f"{P}:{key}")
         assert text is not None, f"Pulumi.{stack}.yaml does not state {key}"
         parsed = (
@@ -412,3 +472,75 @@ def test_cluster_keys_at_their_project_defaults_are_accepted_on_pr_stacks() -> N
         else:
             config.setdefault(f"{P}:{key}", str(default))
     assert load_stack_config("pr-3", config).is_ephemeral
+
+
+# ------------------------------------------------------------------ EKS calendar and cluster access
+
+
+def test_extended_support_is_allowed_with_a_warning_that_names_the_cost() -> None:
+    # 1.33 left standard support on 2026-07-29: valid with EXTENDED, at 0.60 instead of 0.10 USD
+    # per cluster hour (https://aws.amazon.com/eks/pricing/).
+    cfg = load("dev", kubernetesVersion="1.33", upgradeSupportType="EXTENDED")
+    assert cfg.upgrade_support_type.value == "EXTENDED"
+    (warning,) = cfg.warnings
+    assert "extended support until 2027-07-29" in warning
+    assert "USD 0.60 per cluster hour instead of 0.10" in warning
+
+
+def test_the_default_version_is_in_standard_support_and_a_near_deadline_warns() -> None:
+    assert load("dev").kubernetes_version == "1.35"
+    assert load("dev").warnings == ()
+    # 1.34 leaves standard support on 2026-12-02, the day after TODAY.
+    (warning,) = load("dev", kubernetesVersion="1.34").warnings
+    assert "standard support for Kubernetes 1.34 ends on 2026-12-02" in warning
+
+
+def test_the_calendar_moves_with_the_date() -> None:
+    later = datetime(2027, 4, 1, tzinfo=UTC)
+    config = raw(kubernetesVersion="1.35", upgradeSupportType="STANDARD")
+    with pytest.raises(ConfigError, match="does not allow upgradeSupportType STANDARD"):
+        load_stack_config("dev", config, now=later)
+
+
+def test_access_is_never_implicit() -> None:
+    assert "no role could reach the cluster" in one_problem("dev", deployRoleArns=[])
+    cfg = load("dev", adminRoleArns=["arn:aws:iam::123456789012:role/ops"], deployRoleArns=[])
+    assert cfg.access_principals == ("arn:aws:iam::123456789012:role/ops",)
+
+
+def test_a_session_arn_is_refused_in_favour_of_its_role() -> None:
+    session = "arn:aws:sts::123456789012:assumed-role/PulumiDeployer/laptop"
+    assert "STS session ARN" in one_problem("dev", deployRoleArns=[session])
+
+
+def test_a_world_open_endpoint_on_a_cluster_that_runs_pr_code_must_be_accepted_explicitly() -> None:
+    risky = {
+        "endpointPublicAccessCidrs": ["0.0.0.0/0"],
+        "ephemeralRoleArns": ["arn:aws:iam::123456789012:role/github-ephemeral"],
+        "ciRunner": "github-hosted",
+    }
+    assert "runs pull-request code" in one_problem("dev", **risky)
+    assert load("dev", allowWorldOpenEndpoint=True, **risky).public_access_cidrs == ("0.0.0.0/0",)
+
+
+def test_github_hosted_runners_cannot_reach_a_private_or_allow_listed_endpoint() -> None:
+    problem = one_problem(
+        "dev", ciRunner="github-hosted", endpointPublicAccessCidrs=["10.1.0.0/16"]
+    )
+    assert "no fixed egress addresses" in problem
+    cfg = load("staging", endpointPublicAccessCidrs=[], ciRunner="self-hosted-vpc")
+    assert cfg.public_access_cidrs == ()
+
+
+def test_gpu_groups_start_at_their_minimum() -> None:
+    cfg = load("dev", gpuNodeMin=0, gpuNodeMax=5)
+    assert cfg.gpu_nodes.desired_size == 0
+    assert cfg.gpus_needed == cfg.hpa_max_replicas + 1
+
+
+def test_a_role_of_another_partition_is_refused() -> None:
+    role = "arn:aws:iam::123456789012:role/deploy"
+    config = raw(deployRoleArns=[role])
+    config["aws:region"] = "us-gov-west-1"
+    with pytest.raises(ConfigError, match="not a role of the aws-us-gov partition"):
+        load_stack_config("dev", config, now=TODAY)

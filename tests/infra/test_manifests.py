@@ -21,7 +21,9 @@ EXPECTED_KINDS = {
     "ServiceAccount",
     "Deployment",
     "Service",
-    "HorizontalPodAutoscaler",
+    # KEDA creates the HPA in the cluster from the ScaledObject.
+    "ScaledObject",
+    "TriggerAuthentication",
     "PodDisruptionBudget",
     "NetworkPolicy",
 }
@@ -49,7 +51,9 @@ def test_every_stack_renders_the_workload_objects(
     rendered: dict[str, tuple[list[dict[str, Any]], str]], stack: str
 ) -> None:
     docs, _ = rendered[stack]
-    assert {d["kind"] for d in docs} == EXPECTED_KINDS
+    # Clusters also bind the workload-deployer ClusterRole (pr stacks own no cluster objects).
+    cluster_rbac = set() if stack.startswith("pr-") else {"ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == EXPECTED_KINDS | cluster_rbac
     assert docs[0]["kind"] == "Namespace"
     image = deployment(docs)["spec"]["template"]["spec"]["containers"][0]["image"]
     manifests_image_is_digest = "@sha256:" in image and ":latest" not in image
@@ -126,7 +130,7 @@ def test_cli_writes_one_file_per_object_and_exits_zero(tmp_path: Path) -> None:
     assert manifests.main(["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]) == 0
     files = sorted(p.name for p in tmp_path.glob("*.yaml"))
     assert "left-over.yaml" not in files
-    assert len(files) == 8
+    assert len(files) == 13  # 9 workload objects, the deployer and the collector RBAC (2 + 2)
     assert "inference.deployment.inference.yaml" in files
     loaded = yaml.safe_load((tmp_path / "inference.deployment.inference.yaml").read_text())
     assert loaded["kind"] == "Deployment"
@@ -173,3 +177,15 @@ def test_checkov_passes_every_stack_and_catches_a_weakened_pod(
     assert report.passed > 0
     for skipped in report.skipped:
         assert skipped.reason, f"{skipped.check_id} skipped without a reason"
+
+
+def test_cli_renders_a_karpenter_stack_with_overrides(tmp_path: Path) -> None:
+    """`make manifests STACK=staging SET="nodeProvisioner=karpenter gpuNodeMin="`."""
+    argv = ["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]
+    argv += ["--set", "nodeProvisioner=karpenter", "--set", "gpuNodeMin="]
+    assert manifests.main(argv) == 0
+    files = {p.name for p in tmp_path.glob("*.yaml")}
+    assert {"_cluster.nodepool.gpu.yaml", "_cluster.ec2nodeclass.gpu.yaml"} <= files
+    # Without removing gpuNodeMin the config refuses the mix (one pool, one provisioner): exit 2.
+    mixed = ["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]
+    assert manifests.main([*mixed, "--set", "nodeProvisioner=karpenter"]) == 2

@@ -12,7 +12,13 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.addons import AUTOSCALER_MUTATING_ACTIONS, NODE_ADDONS, NODELESS_ADDONS
-from infra.cluster import CONTROL_PLANE_LOG_TYPES, GPU_NODE_LABELS, NODE_TEMPLATE_PREFIX
+from infra.cluster import (
+    ACCELERATOR_LABEL,
+    CONTROL_PLANE_LOG_TYPES,
+    GPU_NODE_LABELS,
+    NODE_TEMPLATE_PREFIX,
+    WORKLOAD_DEPLOYERS_GROUP,
+)
 from infra.mocks import ACCOUNT_ID, DEPLOYER_ROLE
 from infra.tools.plan import SAMPLE_EXPIRES_AT
 from infra.workload import EXPIRY_ANNOTATION
@@ -27,6 +33,7 @@ REPOSITORY = "aws:ecr/repository:Repository"
 IMAGE = "docker:index/image:Image"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 SECRET = "aws:secretsmanager/secret:Secret"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -38,7 +45,12 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 RETENTION = {"dev": 7, "staging": 30, "prod": 365, "pr-123": 3}
 HPA_BOUNDS = {"dev": (1, 2), "staging": (1, 3), "prod": (2, 6), "pr-123": (1, 1)}
 CAPACITY = {"dev": "SPOT", "staging": "SPOT", "prod": "ON_DEMAND"}
-GPU_SCALING = {"dev": (0, 1, 2), "staging": (0, 1, 3), "prod": (2, 2, 6)}
+#: (min, desired, max) of the first GPU family's group: desired = min, so `up` never waits on
+#: spot capacity or quota for nodes no pod asked for.
+GPU_SCALING = {"dev": (0, 0, 5), "staging": (0, 0, 4), "prod": (2, 2, 7)}
+GPU_FAMILIES = {"dev": ("g5", "g6", "g4dn"), "staging": ("g5", "g6"), "prod": ("g5",)}
+ACCELERATORS = {"g5": "nvidia-a10g", "g6": "nvidia-l4", "g4dn": "nvidia-tesla-t4"}
+SUPPORT_TYPE = {"dev": "STANDARD", "staging": "STANDARD", "prod": "EXTENDED"}
 AZS = {"dev": 2, "staging": 2, "prod": 3}
 NATS = {"dev": 1, "staging": 1, "prod": 3}
 
@@ -131,29 +143,66 @@ def test_api_endpoint_is_private_plus_an_allow_list(long_lived: Inventory) -> No
         assert "0.0.0.0/0" not in vpc["publicAccessCidrs"]
 
 
-def test_access_is_api_mode_with_an_explicit_admin_entry_for_the_deployer_role(
+def test_access_entries_come_only_from_config_each_with_its_least_scope(
     long_lived: Inventory,
 ) -> None:
+    stack = stack_of(long_lived)
     access = long_lived.one(CLUSTER)["accessConfig"]
     assert access == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
-    entry = long_lived.one("aws:eks/accessEntry:AccessEntry")
-    # The role itself, not the assumed-role session ARN the deployer runs as.
-    assert entry["principalArn"] == f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}"
-    association = long_lived.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert association["principalArn"] == entry["principalArn"]
-    assert association["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
-    assert association["accessScope"] == {"type": "cluster"}
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/"
+    entries = {
+        r.inputs["principalArn"]: r.inputs
+        for r in long_lived.of_type("aws:eks/accessEntry:AccessEntry")
+        # The AMP collector's own entry (tests/infra/test_autoscaling.py) is not a person's.
+        if r.parent_name != "metrics"
+    }
+    policies: dict[str, set[str]] = {}
+    for r in long_lived.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation"):
+        assert r.inputs["accessScope"] == {"type": "cluster"}
+        assert r.inputs["policyArn"].startswith("arn:aws:eks::aws:cluster-access-policy/")
+        policies.setdefault(r.inputs["principalArn"], set()).add(
+            r.inputs["policyArn"].rsplit("/")[-1]
+        )
+    expected = {
+        role + "platform-admin": ({"AmazonEKSClusterAdminPolicy"}, None),
+        role + DEPLOYER_ROLE: ({"AmazonEKSClusterAdminPolicy"}, None),
+        # A server-side dry run needs write verbs: view + the workload-deployer group.
+        role + f"github-preview-{stack}": ({"AmazonEKSViewPolicy"}, [WORKLOAD_DEPLOYERS_GROUP]),
+    }
+    if stack == "dev":
+        # pr stacks create namespaces and their workload: the group only, no access policy.
+        expected[role + "github-ephemeral"] = (set(), [WORKLOAD_DEPLOYERS_GROUP])
+    assert set(entries) == set(expected)
+    for principal, (wanted, groups) in expected.items():
+        assert policies.get(principal, set()) == wanted, principal
+        assert entries[principal].get("kubernetesGroups") == groups, principal
+        assert entries[principal]["type"] == "STANDARD"
+
+
+def test_whoever_runs_up_gets_no_implicit_access() -> None:
+    """A laptop `up` then a CI `up` must not swap the cluster's admin: no caller-derived entry."""
+    from infra.tools.plan import config_file, read_stack_config, run_program
+
+    values, secret_keys = read_stack_config(config_file("staging"))
+    values["torch-eks-inference:deployRoleArns"] = json.dumps(
+        [f"arn:aws:iam::{ACCOUNT_ID}:role/ci-deploy"]
+    )
+    run = Inventory(run_program("staging", config=values, secret_keys=secret_keys), 0.0)
+    principals = {r.inputs["principalArn"] for r in run.of_type("aws:eks/accessEntry:AccessEntry")}
+    # The mocks' caller is PulumiDeployer; it is no longer listed, so it has no entry.
+    assert f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}" not in principals
+    assert f"arn:aws:iam::{ACCOUNT_ID}:role/ci-deploy" in principals
 
 
 def test_cluster_version_is_pinned(long_lived: Inventory) -> None:
     cluster = long_lived.one(CLUSTER)
-    assert cluster["version"] == "1.33"
-    assert cluster["upgradePolicy"] == {"supportType": "STANDARD"}
-    gpu = long_lived.one(NODE_GROUP, "cluster-gpu")
-    assert gpu["version"] == "1.33"
+    assert cluster["version"] == "1.35"
+    assert cluster["upgradePolicy"] == {"supportType": SUPPORT_TYPE[stack_of(long_lived)]}
+    gpu = long_lived.one(NODE_GROUP, "cluster-gpu-g5")
+    assert gpu["version"] == "1.35"
 
 
-@pytest.mark.parametrize("template", ["cluster-gpu-lt", "cluster-system-lt"])
+@pytest.mark.parametrize("template", ["cluster-gpu-g5-lt", "cluster-system-lt"])
 def test_nodes_require_imdsv2_one_hop_and_an_encrypted_gp3_root(
     long_lived: Inventory, template: str
 ) -> None:
@@ -171,19 +220,30 @@ def test_nodes_require_imdsv2_one_hop_and_an_encrypted_gp3_root(
     assert ebs["kmsKeyId"] == outputs_of(long_lived, KMS_KEY, "cluster-secrets-key")["arn"]
 
 
-def test_gpu_node_group_is_tainted_labelled_and_sized_per_stack(long_lived: Inventory) -> None:
+def test_one_gpu_node_group_per_family_tainted_labelled_and_sized(long_lived: Inventory) -> None:
     stack = stack_of(long_lived)
-    gpu = long_lived.one(NODE_GROUP, "cluster-gpu")
-    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
-    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert gpu["labels"] == dict(GPU_NODE_LABELS)
-    assert gpu["capacityType"] == CAPACITY[stack]
-    scaling = gpu["scalingConfig"]
-    assert (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"]) == GPU_SCALING[stack]
-    assert all(t.split(".")[0] in ("g4dn", "g5", "g6") for t in gpu["instanceTypes"])
-    (template,) = [r for r in long_lived.of_type(LAUNCH_TEMPLATE) if r.name == "cluster-gpu-lt"]
-    assert gpu["launchTemplate"] == {"id": template.id, "version": "1"}
-    assert template.id.startswith("lt-")
+    groups = {r.name: r for r in long_lived.of_type(NODE_GROUP) if r.name.startswith("cluster-gpu")}
+    assert sorted(groups) == sorted(f"cluster-gpu-{f}" for f in GPU_FAMILIES[stack])
+    for index, family in enumerate(GPU_FAMILIES[stack]):
+        record = groups[f"cluster-gpu-{family}"]
+        gpu = record.inputs
+        assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+        assert gpu["taints"] == [
+            {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+        ]
+        assert gpu["labels"] == {**GPU_NODE_LABELS, ACCELERATOR_LABEL: ACCELERATORS[family]}
+        assert gpu["capacityType"] == CAPACITY[stack]
+        assert {t.split(".")[0] for t in gpu["instanceTypes"]} == {family}
+        scaling = gpu["scalingConfig"]
+        got = (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"])
+        low, _, high = GPU_SCALING[stack]
+        # The minimum belongs to the preferred (first) family; the others scale from zero.
+        assert got == (GPU_SCALING[stack] if index == 0 else (0, 0, high)), family
+        assert scaling["desiredSize"] == scaling["minSize"] <= low
+        (template,) = [
+            r for r in long_lived.of_type(LAUNCH_TEMPLATE) if r.name == f"cluster-gpu-{family}-lt"
+        ]
+        assert gpu["launchTemplate"] == {"id": template.id, "version": "1"}
 
 
 def test_system_node_group_is_on_demand_and_untainted(long_lived: Inventory) -> None:
@@ -194,18 +254,23 @@ def test_system_node_group_is_on_demand_and_untainted(long_lived: Inventory) -> 
     assert system["scalingConfig"]["minSize"] >= 1
 
 
-def test_empty_gpu_group_advertises_its_nodes_to_the_autoscaler(long_lived: Inventory) -> None:
-    asg = outputs_of(long_lived, NODE_GROUP, "cluster-gpu")["resources"][0]["autoscalingGroups"][0]
-    tags = {r.inputs["tag"]["key"]: r.inputs for r in long_lived.of_type(ASG_TAG)}
-    assert {t["autoscalingGroupName"] for t in tags.values()} == {asg["name"]}
-    assert all(t["tag"]["propagateAtLaunch"] is False for t in tags.values())
-    values = {key: t["tag"]["value"] for key, t in tags.items()}
-    assert values == {
-        f"{NODE_TEMPLATE_PREFIX}/label/workload-class": "gpu",
-        f"{NODE_TEMPLATE_PREFIX}/label/nvidia.com/gpu.present": "true",
-        f"{NODE_TEMPLATE_PREFIX}/taint/nvidia.com/gpu": "true:NoSchedule",
-        f"{NODE_TEMPLATE_PREFIX}/resources/nvidia.com/gpu": "1",
-    }
+def test_empty_gpu_groups_advertise_their_nodes_to_the_autoscaler(long_lived: Inventory) -> None:
+    tags_by_asg: dict[str, dict[str, str]] = {}
+    for r in long_lived.of_type(ASG_TAG):
+        assert r.inputs["tag"]["propagateAtLaunch"] is False
+        tags_by_asg.setdefault(r.inputs["autoscalingGroupName"], {})[r.inputs["tag"]["key"]] = (
+            r.inputs["tag"]["value"]
+        )
+    for family in GPU_FAMILIES[stack_of(long_lived)]:
+        outputs = outputs_of(long_lived, NODE_GROUP, f"cluster-gpu-{family}")
+        asg = outputs["resources"][0]["autoscalingGroups"][0]["name"]
+        assert tags_by_asg[asg] == {
+            f"{NODE_TEMPLATE_PREFIX}/label/workload-class": "gpu",
+            f"{NODE_TEMPLATE_PREFIX}/label/nvidia.com/gpu.present": "true",
+            f"{NODE_TEMPLATE_PREFIX}/label/{ACCELERATOR_LABEL}": ACCELERATORS[family],
+            f"{NODE_TEMPLATE_PREFIX}/taint/nvidia.com/gpu": "true:NoSchedule",
+            f"{NODE_TEMPLATE_PREFIX}/resources/nvidia.com/gpu": "1",
+        }
 
 
 def test_node_role_has_only_the_three_node_policies(long_lived: Inventory) -> None:
@@ -268,12 +333,20 @@ def test_managed_addons_and_helm_releases(long_lived: Inventory) -> None:
     (association,) = cloudwatch.inputs["podIdentityAssociations"]
     assert association["serviceAccount"] == "cloudwatch-agent"
     releases = {r.inputs["chart"]: r.inputs for r in long_lived.of_type(RELEASE)}
-    assert set(releases) == {"nvidia-device-plugin", "cluster-autoscaler"}
+    assert set(releases) == {
+        "nvidia-device-plugin",
+        "cluster-autoscaler",
+        "aws-load-balancer-controller",
+        "keda",
+    }
     autoscaler = releases["cluster-autoscaler"]["values"]
     assert (
         autoscaler["autoDiscovery"]["clusterName"] == f"torch-eks-inference-{stack_of(long_lived)}"
     )
-    assert autoscaler["image"]["tag"] == "v1.33.0"
+    # cluster-autoscaler runs the cluster's minor version; 1.35 -> release cluster-autoscaler-1.35.0
+    # (https://github.com/kubernetes/autoscaler/releases), chart 9.54.0 carries appVersion 1.35.0.
+    assert autoscaler["image"]["tag"] == "v1.35.0"
+    assert releases["cluster-autoscaler"]["version"] == "9.54.0"
     plugin = releases["nvidia-device-plugin"]["values"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin[
         "tolerations"
@@ -318,37 +391,47 @@ def test_cluster_autoscaler_may_only_scale_this_clusters_groups(long_lived: Inve
 # ------------------------------------------------------------------ registry and image
 
 
-def test_registry_scans_on_push_is_immutable_and_kms_encrypted(long_lived: Inventory) -> None:
+def test_only_dev_holds_the_delivery_registry(long_lived: Inventory) -> None:
+    # One registry for every environment: CI pushes there once, staging and prod run its digests.
+    has_registry = bool(long_lived.of_type(REPOSITORY))
+    assert has_registry is (stack_of(long_lived) == "dev")
+    assert ("ecrRepositoryUrl" in long_lived.run.outputs) is has_registry
+
+
+def test_registry_scans_on_push_is_immutable_and_kms_encrypted(
+    stack_run: Callable[[str], Inventory],
+) -> None:
+    long_lived = stack_run("dev")
     repo = long_lived.one(REPOSITORY)
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-    assert repo["imageTagMutability"] == "IMMUTABLE"
+    # Immutable, except pr-* tags a reopened pull request or a retried `up` pushes again.
+    assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repo["imageTagMutabilityExclusionFilters"] == [
+        {"filter": "pr-*", "filterType": "WILDCARD"}
+    ]
     key_arn = outputs_of(long_lived, KMS_KEY, "registry-key")["arn"]
     assert repo["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key_arn}]
+    # The images staging and prod run live here: destroying dev must not delete them.
     assert repo["forceDelete"] is False
     rules = json.loads(long_lived.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")["policy"])["rules"]
-    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged", "any"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "tagged"]
     assert rules[1]["selection"]["tagPrefixList"] == ["pr-"]
 
 
-def test_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
-    any_stack: Inventory,
+def test_pr_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
+    stack_run: Callable[[str], Inventory],
 ) -> None:
-    image = any_stack.one(IMAGE)
+    pr = stack_run("pr-123")
+    image = pr.one(IMAGE)
     build = image["build"]
     assert build["context"] == "."
     assert build["dockerfile"] == "service/Dockerfile"
     assert build["platform"] == "linux/amd64"
     assert build["args"] == {"TORCH_VARIANT": "cuda"}
     repo_url = f"{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev"
-    if stack_of(any_stack) in LONG_LIVED_NAMES:
-        repo_url = outputs_of(any_stack, REPOSITORY, "registry-repository")["repositoryUrl"]
     repository, tag = image["imageName"].rsplit(":", 1)
     assert repository == repo_url
-    assert (
-        tag.startswith("pr-123-cuda-")
-        if stack_of(any_stack) == "pr-123"
-        else tag.startswith("cuda-")
-    )
+    assert tag.startswith("pr-123-cuda-")
     # The password makes the whole registry block secret.
     assert rpc.is_rpc_secret(image["registry"])
     registry = rpc.unwrap_rpc_secret(image["registry"])
@@ -356,24 +439,39 @@ def test_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
     assert registry["username"] == "AWS"
 
 
-LONG_LIVED_NAMES = ("dev", "staging", "prod")
+def test_long_lived_stacks_never_build_and_run_the_configured_digest(
+    long_lived: Inventory,
+) -> None:
+    from infra.tools.plan import SAMPLE_IMAGE_REF
+
+    assert long_lived.of_type(IMAGE) == []
+    (container,) = long_lived.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == SAMPLE_IMAGE_REF
+    assert long_lived.run.outputs["imageRef"] == SAMPLE_IMAGE_REF
+    assert long_lived.run.outputs["imageDigest"] == "sha256:" + "0" * 64
 
 
-def test_deployment_runs_the_pushed_digest(any_stack: Inventory) -> None:
-    digest = outputs_of(any_stack, IMAGE, "image-image")["repoDigest"]
+def test_pr_deployment_runs_the_pushed_digest(stack_run: Callable[[str], Inventory]) -> None:
+    pr = stack_run("pr-123")
+    digest = outputs_of(pr, IMAGE, "image-image")["repoDigest"]
     assert "@sha256:" in digest
     assert len(digest.rsplit(":", 1)[1]) == 64
-    deployment = any_stack.one(DEPLOYMENT)
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = pr.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == digest
+    assert pr.run.outputs["imageRef"] == digest
 
 
-def test_image_digest_follows_the_build_inputs(stack_run: Callable[[str], Inventory]) -> None:
-    digests = {
-        s: outputs_of(stack_run(s), IMAGE, "image-image")["repoDigest"] for s in ("dev", "staging")
-    }
-    # Different repositories and tags give different digests (the mocks hash the inputs).
-    assert digests["dev"] != digests["staging"]
+def test_a_long_lived_stack_without_image_ref_names_the_key_and_the_command() -> None:
+    from infra.config import ConfigError
+    from infra.tools.plan import config_file, read_stack_config, run_program
+
+    values, secret_keys = read_stack_config(config_file("staging"))
+    values["torch-eks-inference:imageRef"] = ""
+    with pytest.raises(ConfigError, match=r"imageRef is not set.*infra\.delivery\.deploy"):
+        run_program("staging", config=values, secret_keys=secret_keys)
+    values["torch-eks-inference:imageRef"] = "repo/torch:latest"
+    with pytest.raises(ConfigError, match="an image by digest"):
+        run_program("staging", config=values, secret_keys=secret_keys)
 
 
 # ------------------------------------------------------------------ secrets
@@ -446,7 +544,8 @@ def test_no_secret_value_appears_in_plain_text_in_any_input(any_stack: Inventory
     secrets = {rpc.unwrap_rpc_secret(generated["result"])}
     kubeconfig_inputs = any_stack.one("pulumi:providers:kubernetes")["kubeconfig"]
     assert rpc.is_rpc_secret(kubeconfig_inputs)
-    secrets.add(rpc.unwrap_rpc_secret(any_stack.one(IMAGE)["registry"])["password"])
+    for image in any_stack.of_type(IMAGE):  # pr stacks only: they push with ECR credentials
+        secrets.add(rpc.unwrap_rpc_secret(image.inputs["registry"])["password"])
     assert all(len(s) >= 24 for s in secrets)
     leaks = [
         (r.type, r.name, path)
@@ -489,9 +588,17 @@ def test_every_log_group_has_the_stack_retention_and_a_kms_key(long_lived: Inven
         assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:"), group.name
 
 
-def test_hpa_bounds_per_stack(any_stack: Inventory) -> None:
-    spec = any_stack.one(HPA)["spec"]
-    assert (spec["minReplicas"], spec["maxReplicas"]) == HPA_BOUNDS[stack_of(any_stack)]
+def test_scaling_bounds_per_stack(any_stack: Inventory) -> None:
+    assert not any_stack.of_type(HPA)  # KEDA creates the HPA from the ScaledObject
+    spec = any_stack.one(SCALED_OBJECT)["spec"]
+    low, high = HPA_BOUNDS[stack_of(any_stack)]
+    assert spec["maxReplicaCount"] == high
+    cron = [t for t in spec["triggers"] if t["type"] == "cron"]
+    if stack_of(any_stack) in ("dev", "pr-123"):  # scaleToZero: off-hours
+        assert spec["minReplicaCount"] == 0
+        assert cron[0]["metadata"]["desiredReplicas"] == str(low)
+    else:
+        assert (spec["minReplicaCount"], cron) == (low, [])
 
 
 def test_prod_is_deletion_protected_and_dev_is_not(stack_run: Callable[[str], Inventory]) -> None:
@@ -552,7 +659,9 @@ def test_pr_stack_borrows_the_dev_cluster_and_owns_no_infrastructure(
     dev_cluster = stack_run("dev").run.outputs["clusterName"]
     assert pr.one(POD_IDENTITY)["clusterName"] == dev_cluster
     assert pr.one("kubernetes:core/v1:Namespace")["metadata"]["name"] == "inference-pr-123"
-    assert pr.one(SECRET)["name"] == "torch-eks-inference/pr-123/api-key"
+    # A prefix, never a fixed name: a deleted secret holds its name for its recovery window.
+    assert "name" not in pr.one(SECRET)
+    assert pr.one(SECRET)["namePrefix"] == "torch-eks-inference/pr-123/api-key-"
     assert pr.one(SECRET)["recoveryWindowInDays"] == 0
 
 
@@ -628,41 +737,50 @@ def test_each_stack_runs_under_mocks_in_seconds(any_stack: Inventory) -> None:
 # ------------------------------------------------------------------ other settings
 
 
+CUSTOM_IMAGE_REF = f"{ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/team/svc@sha256:" + "ab" * 32
+
+
 @pytest.fixture(scope="module")
 def customised() -> Inventory:
-    """dev with the CPU image, a fixed tag, an extra admin, extra tags and Kubernetes 1.32."""
+    """dev with the CPU image, its own image ref, an extra admin, extra tags and Kubernetes 1.32."""
     from infra.tools.plan import config_file, read_stack_config, run_program
 
     values, secret_keys = read_stack_config(config_file("dev"))
     values.update(
         {
             "torch-eks-inference:imageVariant": "cpu",
-            "torch-eks-inference:imageTag": "v1.2.3",
+            "torch-eks-inference:imageRef": CUSTOM_IMAGE_REF,
             "torch-eks-inference:adminRoleArns": json.dumps(
                 [f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins"]
             ),
             "torch-eks-inference:tags": json.dumps(["team=ml"]),
             "torch-eks-inference:kubernetesVersion": "1.32",
+            # 1.32 is in extended support: EKS refuses STANDARD for it.
+            "torch-eks-inference:upgradeSupportType": "EXTENDED",
         }
     )
     return Inventory(run_program("dev", config=values, secret_keys=secret_keys), 0.0)
 
 
 def test_cpu_variant_runs_on_system_nodes_without_a_gpu(customised: Inventory) -> None:
-    assert customised.one(IMAGE)["build"]["args"] == {"TORCH_VARIANT": "cpu"}
     pod = customised.one(DEPLOYMENT)["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"workload-class": "system"}
     limits = pod["containers"][0]["resources"].get("limits", {})
     assert "nvidia.com/gpu" not in limits
 
 
-def test_fixed_image_tag_extra_admin_tags_and_version(customised: Inventory) -> None:
-    assert customised.one(IMAGE)["imageName"].endswith("/torch-eks-inference/dev:v1.2.3")
+def test_image_ref_extra_admin_tags_and_version(customised: Inventory) -> None:
+    (container,) = customised.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == CUSTOM_IMAGE_REF
     principals = sorted(
-        r.inputs["principalArn"] for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
+        r.inputs["principalArn"]
+        for r in customised.of_type("aws:eks/accessEntry:AccessEntry")
+        if r.parent_name == "cluster"
     )
     assert principals == [
         f"arn:aws:iam::{ACCOUNT_ID}:role/{DEPLOYER_ROLE}",
+        f"arn:aws:iam::{ACCOUNT_ID}:role/github-ephemeral",
+        f"arn:aws:iam::{ACCOUNT_ID}:role/github-preview-dev",
         f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins",
     ]
     assert customised.one(CLUSTER)["tags"]["team"] == "ml"
@@ -670,4 +788,4 @@ def test_fixed_image_tag_extra_admin_tags_and_version(customised: Inventory) -> 
     autoscaler = next(
         r for r in customised.of_type(RELEASE) if r.inputs["chart"] == "cluster-autoscaler"
     )
-    assert autoscaler.inputs["values"]["image"]["tag"] == "v1.32.0"
+    assert autoscaler.inputs["values"]["image"]["tag"] == "v1.32.1"

@@ -11,13 +11,15 @@ import pytest
 from infra.k8s_network import INTERNAL_NLB_ANNOTATIONS, POD_IDENTITY_AGENT_CIDR
 from infra.k8s_pod import GPU_RESOURCE, ContainerResources, ServiceSettings
 from infra.tools.manifests import RecordedResource
-from infra.workload import EXPIRY_ANNOTATION, Workload, WorkloadArgs
+from infra.workload import EXPIRY_ANNOTATION, TRANSFER_HPA_OWNERSHIP, Workload, WorkloadArgs
 from service import contract
 from tests.infra.component_harness import REGION, all_of, only, run_under_mocks
 
 DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-inference@sha256:" + "ab" * 32
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:torch-inference-api-key-AbCdEf"
 GPU_NODE_SELECTOR = {"torch-eks-inference/node-role": "gpu"}
+QUERY_URL = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-0123abcd-0000-4000-a000-0123456789ab"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -32,6 +34,7 @@ def gpu_args(**changes: Any) -> WorkloadArgs:
         image=DIGEST_IMAGE,
         aws_region="us-east-1",
         service_account_name="torch-inference",
+        metrics_query_url=QUERY_URL,
         min_replicas=2,
         max_replicas=4,
         target_cpu_utilization=65,
@@ -81,13 +84,14 @@ def test_declares_exactly_the_expected_objects(gpu_stack: list[RecordedResource]
     kinds = sorted(r.type.rsplit(":", 1)[1] for r in gpu_stack if r.type.startswith("kubernetes"))
     assert kinds == [
         "Deployment",
-        "HorizontalPodAutoscaler",
         "Namespace",
         "NetworkPolicy",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "ScaledObject",
         "Service",
         "ServiceAccount",
+        "TriggerAuthentication",
     ]
     namespaced = [
         r for r in gpu_stack if r.type.startswith("kubernetes") and "Namespace" not in r.type
@@ -272,19 +276,59 @@ def test_selectors_match_the_pod_labels(gpu_stack: list[RecordedResource]) -> No
         assert selector.items() <= pod_labels.items()
 
 
-def test_hpa_bounds_and_target_come_from_the_args(gpu_stack: list[RecordedResource]) -> None:
-    hpa = only(gpu_stack, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
-    spec = hpa["spec"]
-    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 4)
-    (metric,) = spec["metrics"]
-    assert metric["resource"]["name"] == "cpu"
-    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 65}
+def test_scaled_object_bounds_and_targets_come_from_the_args(
+    gpu_stack: list[RecordedResource],
+) -> None:
+    spec = only(gpu_stack, SCALED_OBJECT)["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 4)
     assert spec["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": only(gpu_stack, DEPLOYMENT)["metadata"]["name"],
     }
-    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    by_name = {t["name"]: t for t in spec["triggers"]}
+    assert list(by_name) == ["in-flight", "request-rate", "queue-time", "cpu-floor"]
+    assert by_name["in-flight"]["metadata"]["threshold"] == "28"
+    assert by_name["request-rate"]["metadata"]["threshold"] == "639"
+    assert by_name["in-flight"]["metadata"]["serverAddress"] == QUERY_URL
+    assert by_name["cpu-floor"]["metadata"] == {"value": "65"}
+    hpa = spec["advanced"]["horizontalPodAutoscalerConfig"]
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_the_scaled_object_takes_over_the_hpa_an_older_version_left(
+    gpu_stack: list[RecordedResource],
+) -> None:
+    # Without the annotation KEDA's webhook refuses the ScaledObject while the old HPA (same
+    # Deployment, named after the app) still exists: it is only deleted after the update.
+    scaled = only(gpu_stack, SCALED_OBJECT)
+    assert scaled["metadata"]["annotations"] == {TRANSFER_HPA_OWNERSHIP: "true"}
+    hpa = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+    assert hpa["name"] == "torch-inference"  # the name the CPU HPA had (metadata.name = app)
+
+
+def test_no_cpu_only_hpa_is_declared(gpu_stack: list[RecordedResource]) -> None:
+    # KEDA creates the HPA from the ScaledObject; a second, CPU-only one would fight it.
+    assert not [r for r in gpu_stack if "HorizontalPodAutoscaler" in r.type]
+
+
+def test_off_hours_scale_to_zero_adds_the_cron_window() -> None:
+    resources = render(gpu_args(working_hours=("0 8 * * 1-5", "0 19 * * 1-5", "Europe/Berlin")))
+    spec = only(resources, SCALED_OBJECT)["spec"]
+    assert spec["minReplicaCount"] == 0
+    (cron,) = [t for t in spec["triggers"] if t["type"] == "cron"]
+    assert cron["metadata"]["desiredReplicas"] == "2"  # min_replicas, during working hours
+    assert cron["metadata"]["timezone"] == "Europe/Berlin"
+
+
+def test_the_scaled_object_waits_for_its_trigger_authentication(
+    gpu_stack: list[RecordedResource],
+) -> None:
+    auth = only(gpu_stack, "kubernetes:keda.sh/v1alpha1:TriggerAuthentication")
+    assert auth["spec"] == {"podIdentity": {"provider": "aws"}}
+    triggers = only(gpu_stack, SCALED_OBJECT)["spec"]["triggers"]
+    names = {t["authenticationRef"]["name"] for t in triggers if "authenticationRef" in t}
+    assert names == {auth["metadata"]["name"]}
 
 
 def test_pdb_lets_one_pod_go_at_a_time(gpu_stack: list[RecordedResource]) -> None:
@@ -342,8 +386,14 @@ def test_internal_nlb_service(gpu_stack: list[RecordedResource]) -> None:
     service = only(gpu_stack, SERVICE)
     assert service["spec"]["type"] == "LoadBalancer"
     annotations = service["metadata"]["annotations"]
+    # The AWS Load Balancer Controller serves it, not the in-tree controller: `external` is the
+    # hand-off, `ip` targets pods directly, `internal` keeps it private.
+    # https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/service/nlb/
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
-    assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    # Deprecated in favour of the scheme annotation (same page, annotations table).
+    assert "service.beta.kubernetes.io/aws-load-balancer-internal" not in annotations
     assert INTERNAL_NLB_ANNOTATIONS.items() <= annotations.items()
     (port,) = service["spec"]["ports"]
     assert port["port"] == 80

@@ -21,7 +21,8 @@ from infra.delivery.policy_check import (
     running_pack,
 )
 from infra.delivery.policy_check import main as policy_check_main
-from infra.tools.plan import collect
+from infra.delivery.promotion import configure_pack, policy_config
+from infra.tools.plan import collect, run_program
 from policy.guardrails import POLICIES
 
 
@@ -40,9 +41,16 @@ def test_the_running_pack_declares_every_policy(pack: Any) -> None:
     assert pack_policies(pack) == [policy.name for policy in POLICIES]
 
 
+@pytest.fixture(scope="module")
+def staging_digest() -> str:
+    """What the deploy step reads from staging's ``imageDigest`` output, from the mock plan."""
+    return str(run_program("staging").outputs["imageDigest"])
+
+
 def test_no_mandatory_violation_on_any_stack(
-    pack: Any, inventories: dict[str, list[dict[str, Any]]]
+    pack: Any, inventories: dict[str, list[dict[str, Any]]], staging_digest: str
 ) -> None:
+    configure_pack(pack, policy_config(staging_digest))
     findings = [f for stack, inv in inventories.items() for f in analyze(pack, stack, inv)]
     counts = {stack: len(inv) for stack, inv in inventories.items()}
     report = format_findings(findings, list(inventories), counts)
@@ -56,9 +64,10 @@ def test_no_mandatory_violation_on_any_stack(
             "aws:secretsmanager/secret:Secret",
             "aws:ec2/launchTemplate:LaunchTemplate",
             "aws:eks/cluster:Cluster",
-            "aws:ecr/repository:Repository",
             "aws:eks/nodeGroup:NodeGroup",
         } <= types, stack
+    # The one registry (CI pushes there; staging and prod run its digests).
+    assert "aws:ecr/repository:Repository" in {r["type"] for r in inventories["dev"]}
     assert "kubernetes:apps/v1:Deployment" in {r["type"] for r in inventories["pr-123"]}
 
 
@@ -69,9 +78,33 @@ def _mutate(inventory: list[dict[str, Any]], type_: str, change: Any) -> None:
         change(resource["inputs"])
 
 
-def test_a_broken_prod_inventory_is_caught(
-    pack: Any, inventories: dict[str, list[dict[str, Any]]]
+def _prod_promotion_findings(pack: Any, inventory: list[dict[str, Any]]) -> list[str]:
+    return [
+        f.message
+        for f in analyze(pack, "prod", inventory)
+        if f.policy == "prod-image-promoted-from-staging"
+    ]
+
+
+def test_the_running_pack_refuses_a_prod_digest_staging_does_not_run(
+    pack: Any, inventories: dict[str, list[dict[str, Any]]], staging_digest: str
 ) -> None:
+    # Configured through the Analyzer's Configure call, as --policy-pack-config does.
+    configure_pack(pack, policy_config(staging_digest))
+    assert _prod_promotion_findings(pack, inventories["prod"]) == []
+    configure_pack(pack, policy_config("sha256:" + "f" * 64))
+    (message,) = _prod_promotion_findings(pack, inventories["prod"])
+    assert "not the digest staging runs" in message
+    configure_pack(pack, {})
+    (message,) = _prod_promotion_findings(pack, inventories["prod"])
+    assert "stagingImageDigest" in message
+    configure_pack(pack, policy_config(staging_digest))
+
+
+def test_a_broken_prod_inventory_is_caught(
+    pack: Any, inventories: dict[str, list[dict[str, Any]]], staging_digest: str
+) -> None:
+    configure_pack(pack, policy_config(staging_digest))
     broken = copy.deepcopy(inventories["prod"])
 
     def open_endpoint(inputs: dict[str, Any]) -> None:
@@ -92,6 +125,8 @@ def test_a_broken_prod_inventory_is_caught(
         "no-open-prod-cluster-endpoint",
         "image-pinned-by-digest",
         "launch-template-imdsv2",
+        # A tag is not the digest staging runs either.
+        "prod-image-promoted-from-staging",
     }
 
 

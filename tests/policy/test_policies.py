@@ -60,7 +60,7 @@ def check(policy: Any, resource_type: str, inputs: dict[str, Any], **kw: Any) ->
 
 def test_pack_shape() -> None:
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 24
     levels = {p.name: p.enforcement_level for p in POLICIES}
     assert levels.pop("cost-tags-present") is EnforcementLevel.ADVISORY
     assert levels.pop("spot-gpus-outside-prod") is EnforcementLevel.ADVISORY
