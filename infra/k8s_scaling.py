@@ -27,8 +27,11 @@ one (kedacore/keda pkg/scalers/prometheus_scaler.go, ``checkAuthConfigWithPodIde
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
+
+from service.contract import PATHS
 
 #: The TriggerAuthentication every ScaledObject of a namespace refers to.
 TRIGGER_AUTH_NAME: Final = "keda-aws-pod-identity"
@@ -37,7 +40,9 @@ IN_FLIGHT_METRIC: Final = "inference_http_requests_in_flight"
 REQUESTS_METRIC: Final = "inference_http_requests_total"
 QUEUE_METRIC: Final = "inference_queue_duration_seconds"
 #: Routes that are not inference load: probes and the scrape itself (service.contract.PATHS).
-NOT_LOAD_ROUTES: Final = "/metrics|/v2/health/live|/v2/health/ready"
+NOT_LOAD_ROUTES: Final = "|".join(
+    re.escape(path) for path in (PATHS.METRICS, PATHS.LIVE, PATHS.READY, PATHS.STARTUP)
+)
 #: How often KEDA evaluates the triggers (the value the scaling simulation ran with).
 POLLING_INTERVAL_SECONDS: Final = 30
 #: Scale-up: double, or add 4 pods, every 15 s, whichever is more, with no stabilisation (a GPU pod
