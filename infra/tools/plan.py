@@ -19,6 +19,7 @@ outputs. Runs are independent and can be repeated in one process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import runpy
@@ -130,6 +131,7 @@ def run_program(
     records it there), so sequences of runs (up, destroy, up) behave as they would in AWS.
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
+    _ensure_event_loop()
     if config is None:
         file_values, file_secrets = read_stack_config(config_file(stack))
         config, secret_keys = file_values, [*file_secrets, *secret_keys]
@@ -188,6 +190,20 @@ def run_program(
         outputs=resolved,
         secret_outputs=frozenset(secret_names),
     )
+
+
+def _ensure_event_loop() -> None:
+    """Give this thread an open event loop: the Pulumi SDK's mocks take the current one.
+
+    ``asyncio.run`` (used by other code in the same process) leaves the main thread with none,
+    after which the SDK's ``get_event_loop`` raises.
+    """
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 async def settings_run(program: Any) -> None:

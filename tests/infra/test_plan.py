@@ -99,3 +99,16 @@ def test_unreadable_stack_file_is_a_plan_error(tmp_path: Path) -> None:
     path.write_text("config: [unclosed\n")
     with pytest.raises(plan.PlanError, match="not valid YAML"):
         plan.read_stack_config(path)
+
+
+def test_a_run_after_asyncio_run_in_the_same_process_works() -> None:
+    """``asyncio.run`` leaves the main thread without a loop; the SDK's mocks need one."""
+    import asyncio
+
+    async def nothing() -> None:
+        return None
+
+    asyncio.run(nothing())
+    from infra.tools.plan import run_program
+
+    assert run_program("pr-123").registrations
