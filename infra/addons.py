@@ -357,19 +357,8 @@ class Addons(pulumi.ComponentResource):
             self._ctx.partition, self._ctx.region, self._ctx.account_id
         ).apply(lambda v: autoscaler_policy(v[0], v[1], v[2], cluster_name))
         role = self._pod_role(f"{name}-cluster-autoscaler", managed=(), inline=policy)
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-cluster-autoscaler",
-            cluster_name=self._args.cluster.name,
-            namespace="kube-system",
-            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
-            role_arn=role.arn,
-            tags=dict(self._args.tags),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self._pod_identity_agent],
-                # One association per namespace + service account: the old one must go first.
-                delete_before_replace=True,
-            ),
+        association = self._kube_system_identity(
+            f"{name}-cluster-autoscaler", CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, role
         )
         chart, image_tag = cluster_autoscaler_pin(self._args.kubernetes_version)
         values: dict[str, Any] = {
@@ -394,15 +383,15 @@ class Addons(pulumi.ComponentResource):
         }
         return self._kube_system_release(f"{name}-cluster-autoscaler", chart, values, [association])
 
-    def _load_balancer_controller(self, name: str) -> k8s.helm.v3.Release:
-        """The AWS Load Balancer Controller with its published IAM policy, through Pod Identity."""
-        policy = self._ctx.partition.apply(lbc.iam_policy)
-        role = self._pod_role(f"{name}-load-balancer-controller", managed=(), inline=policy)
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-load-balancer-controller",
+    def _kube_system_identity(
+        self, resource_name: str, service_account: str, role: aws.iam.Role
+    ) -> aws.eks.PodIdentityAssociation:
+        """Pod Identity for a kube-system service account, once the agent runs."""
+        return aws.eks.PodIdentityAssociation(
+            resource_name,
             cluster_name=self._args.cluster.name,
             namespace="kube-system",
-            service_account=lbc.SERVICE_ACCOUNT,
+            service_account=service_account,
             role_arn=role.arn,
             tags=dict(self._args.tags),
             opts=pulumi.ResourceOptions(
@@ -411,6 +400,14 @@ class Addons(pulumi.ComponentResource):
                 # One association per namespace + service account: the old one must go first.
                 delete_before_replace=True,
             ),
+        )
+
+    def _load_balancer_controller(self, name: str) -> k8s.helm.v3.Release:
+        """The AWS Load Balancer Controller with its published IAM policy, through Pod Identity."""
+        policy = self._ctx.partition.apply(lbc.iam_policy)
+        role = self._pod_role(f"{name}-load-balancer-controller", managed=(), inline=policy)
+        association = self._kube_system_identity(
+            f"{name}-load-balancer-controller", lbc.SERVICE_ACCOUNT, role
         )
         values = pulumi.Output.all(self._ctx.region, self._args.vpc_id).apply(
             lambda v: lbc.helm_values(
