@@ -17,6 +17,7 @@ the validation, the default and the add-on pins all follow from these two tables
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -87,6 +88,38 @@ CLUSTER_AUTOSCALER: Final = {
     "1.34": ("9.53.0", "v1.34.5"),
     "1.35": ("9.54.0", "v1.35.0"),
 }
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def chart_for_minor(
+    component: str,
+    kubernetes_version: str,
+    by_minor: Mapping[str, str],
+    supported: Mapping[str, tuple[str, str]],
+    where: str,
+    verb: str = "supports",
+) -> str:
+    """The chart pinned for a cluster's minor in ``by_minor``, checked against its range.
+
+    ``supported`` maps each chart version to the (lowest, highest) Kubernetes minor its project
+    says it works with; a pin outside that range, or no pin at all, is a clear error.
+    """
+    version = by_minor.get(kubernetes_version)
+    if version is None:
+        raise ValueError(
+            f"no {component} chart pinned for Kubernetes {kubernetes_version}; pinned: "
+            f"{', '.join(sorted(by_minor))} ({where})"
+        )
+    low, high = supported[version]
+    if not _minor(low) <= _minor(kubernetes_version) <= _minor(high):
+        raise ValueError(
+            f"{component} {version} {verb} Kubernetes {low}-{high}, not {kubernetes_version}"
+        )
+    return version
 
 
 def release(version: str) -> Release | None:

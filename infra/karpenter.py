@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 from infra import karpenter_spec as spec
 from infra.cluster import SYSTEM_NODE_LABELS
 from infra.config import CapacityType
+from infra.eks_versions import chart_for_minor
 from infra.iam import AccountContext, managed_policy_output, pod_identity_trust, service_trust
 
 KARPENTER_OCI: Final = "oci://public.ecr.aws/karpenter"
@@ -41,25 +42,15 @@ KARPENTER_SUPPORTED_RANGE: Final[Mapping[str, tuple[str, str]]] = {
 }
 
 
-def _minor(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
 def karpenter_chart_version(kubernetes_version: str) -> str:
     """The pinned Karpenter chart for a cluster's minor version; a clear error otherwise."""
-    version = KARPENTER_CHART_BY_MINOR.get(kubernetes_version)
-    if version is None:
-        raise ValueError(
-            f"no Karpenter chart pinned for Kubernetes {kubernetes_version}; pinned: "
-            f"{', '.join(sorted(KARPENTER_CHART_BY_MINOR))} (infra/karpenter.py)"
-        )
-    low, high = KARPENTER_SUPPORTED_RANGE[version]
-    if not _minor(low) <= _minor(kubernetes_version) <= _minor(high):
-        raise ValueError(
-            f"Karpenter {version} supports Kubernetes {low}-{high}, not {kubernetes_version}"
-        )
-    return version
+    return chart_for_minor(
+        "Karpenter",
+        kubernetes_version,
+        KARPENTER_CHART_BY_MINOR,
+        KARPENTER_SUPPORTED_RANGE,
+        "infra/karpenter.py",
+    )
 
 
 @dataclass(frozen=True)

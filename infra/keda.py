@@ -20,6 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.cluster import SYSTEM_NODE_LABELS
+from infra.eks_versions import chart_for_minor
 from infra.iam import AccountContext, document, pod_identity_trust
 
 KEDA_REPOSITORY: Final = "https://kedacore.github.io/charts"
@@ -52,25 +53,16 @@ AMP_QUERY_ACTIONS: Final = (
 )
 
 
-def _minor_tuple(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
 def keda_chart_version(kubernetes_version: str) -> str:
     """The pinned KEDA chart for a cluster's minor version; a clear error for any other."""
-    version = KEDA_CHART_BY_MINOR.get(kubernetes_version)
-    if version is None:
-        raise ValueError(
-            f"no KEDA chart pinned for Kubernetes {kubernetes_version}; pinned: "
-            f"{', '.join(sorted(KEDA_CHART_BY_MINOR))} (infra/keda.py KEDA_CHART_BY_MINOR)"
-        )
-    low, high = KEDA_TESTED_RANGE[version]
-    if not _minor_tuple(low) <= _minor_tuple(kubernetes_version) <= _minor_tuple(high):
-        raise ValueError(
-            f"KEDA {version} is tested on Kubernetes {low}-{high}, not {kubernetes_version}"
-        )
-    return version
+    return chart_for_minor(
+        "KEDA",
+        kubernetes_version,
+        KEDA_CHART_BY_MINOR,
+        KEDA_TESTED_RANGE,
+        "infra/keda.py KEDA_CHART_BY_MINOR",
+        verb="is tested on",
+    )
 
 
 def keda_query_policy(workspace_arn: str, key_arn: str, region: str) -> str:
