@@ -234,7 +234,7 @@ class StackConfig:
     @property
     def partition(self) -> str:
         """The AWS partition of the region (aws, aws-us-gov or aws-cn)."""
-        return _partition_of(self.region)
+        return partition_of(self.region)
 
     @property
     def gpus_per_node(self) -> int:
@@ -934,7 +934,8 @@ _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/")
 
 
-def _partition_of(region: str) -> str:
+def partition_of(region: str) -> str:
+    """The AWS partition a region belongs to (aws, aws-us-gov or aws-cn)."""
     if region.startswith("us-gov-"):
         return "aws-us-gov"
     return "aws-cn" if region.startswith("cn-") else "aws"
@@ -943,7 +944,7 @@ def _partition_of(region: str) -> str:
 def _role_arns(r: _Reader, key: str) -> list[str]:
     arns = r.string_list(key)
     region = r.raw.get("aws:region", "")
-    partition = _partition_of(region)
+    partition = partition_of(region)
     for arn in arns:
         if _IAM_ROLE_ARN.match(arn) and not arn.startswith(f"arn:{partition}:"):
             # An access entry for a role of another partition can never authenticate.

@@ -23,6 +23,7 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
+from infra.config import partition_of
 from infra.simulated_account import SimulatedAccount
 
 ACCOUNT_ID: Final = "123456789012"
@@ -199,11 +200,7 @@ class ProgramMocks(pulumi.runtime.Mocks):
         https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html (aws, aws-cn,
         aws-us-gov).
         """
-        if self.region.startswith("us-gov-"):
-            return "aws-us-gov"
-        if self.region.startswith("cn-"):
-            return "aws-cn"
-        return "aws"
+        return partition_of(self.region)
 
     # ------------------------------------------------------------------ functions
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
