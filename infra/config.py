@@ -242,11 +242,6 @@ class StackConfig:
         return min((gpus_of(t) for t in self.gpu_instance_types), default=1)
 
     @property
-    def gpu_capacity(self) -> int:
-        """GPUs the GPU node groups guarantee at their maximum size (smallest type counted)."""
-        return self.gpu_nodes.max_size * self.gpus_per_node if self.gpu_instance_types else 0
-
-    @property
     def gpus_needed(self) -> int:
         """GPUs this stack's own workload needs at its peak, rollout surge included."""
         if self.image_variant is not ImageVariant.CUDA:
@@ -1005,7 +1000,8 @@ def _check_gpu_capacity(
     pr_slots: int,
 ) -> None:
     """Every CUDA replica holds one whole GPU, surge pods and pr stacks included."""
-    capacity = gpu_nodes.max_size * min(gpus_of(t) for t in gpu_types)
+    per_node = min(gpus_of(t) for t in gpu_types)
+    capacity = gpu_nodes.max_size * per_node
     own = hpa_max + ROLLOUT_MAX_SURGE if variant is ImageVariant.CUDA else 0
     if own + pr_slots > capacity:
         r.fail(
@@ -1014,7 +1010,7 @@ def _check_gpu_capacity(
             f"{capacity} GPU(s) at most (gpuNodeMax x the smallest gpuInstanceTypes entry), but "
             f"the service needs {own} (hpaMaxReplicas {hpa_max} + {ROLLOUT_MAX_SURGE} rollout "
             f"surge) and prGpuSlots keeps {pr_slots} for pr stacks; raise gpuNodeMax to "
-            f"{-(-(own + pr_slots) // min(gpus_of(t) for t in gpu_types))} or lower the others",
+            f"{-(-(own + pr_slots) // per_node)} or lower the others",
         )
 
 
