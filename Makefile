@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet --upgrade 'pip>=25'
 	# torch is pinned to the CPU build for local work and tests; the CUDA image installs its own.
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) --group service --group model --group infra --group dev
+	# The repository itself, editable: `service`, `model`, `infra` and `tools` import as packages.
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # checkov pins versions that clash with the service's, so it gets a virtualenv of its own.
@@ -35,14 +37,14 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## create the virtualenvs with every pinned dependency
 
 model: $(VENV)/.installed ## train, gate and export the bundled digits model into build/model
-	$(PY) -m service.model.package --out build/model
+	$(PY) -m model.package --out build/model
 
-lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/workflows)
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff, hadolint + checkov on the Dockerfile, the workflow schema (actionlint: tests/e2e/workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m scripts.lint_extra
+	$(PY) -m tools.lint_extra
 
-typecheck: $(VENV)/.installed ## mypy on the service, the infra program, the policy pack and the scripts
+typecheck: $(VENV)/.installed ## mypy on the service, the infra program, the policy pack and the tools
 	$(VENV)/bin/mypy
 
 test-fast: $(VENV)/.installed ## the tests only, without lint and type-check
@@ -51,18 +53,18 @@ test-fast: $(VENV)/.installed ## the tests only, without lint and type-check
 test: lint typecheck test-fast ## lint + type-check + every test that runs without a cloud account
 
 demo: $(VENV)/.installed ## package the model, serve it (in a container when Docker is there) and send real predictions
-	$(PY) -m scripts.demo
+	$(PY) -m tools.demo
 
 manifests: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## render the Kubernetes objects of STACK to build/manifests/STACK and validate them
-	$(PY) -m infra.tools.manifests --stack $(STACK) $(foreach s,$(SET),--set $(s))
+	$(PY) -m tools.manifests --stack $(STACK) $(foreach s,$(SET),--set $(s))
 
 plan: $(VENV)/.installed ## what `pulumi up -s STACK` would declare, from the program run under mocks
-	$(PY) -m infra.tools.plan --stack $(STACK)
+	$(PY) -m tools.plan --stack $(STACK)
 
 # Read-only AWS calls with your current credentials; BACKEND / SECRETS_PROVIDER name the Pulumi
 # backend and secrets provider to check when PULUMI_BACKEND_URL and the stack file do not.
 preflight: $(VENV)/.installed ## before the first `pulumi up` in an account: versions, GPU offerings and quota, roles, access, backend
-	$(PY) -m infra.tools.preflight --stack $(STACK) $(if $(BACKEND),--backend '$(BACKEND)') $(if $(SECRETS_PROVIDER),--secrets-provider '$(SECRETS_PROVIDER)')
+	$(PY) -m tools.preflight --stack $(STACK) $(if $(BACKEND),--backend '$(BACKEND)') $(if $(SECRETS_PROVIDER),--secrets-provider '$(SECRETS_PROVIDER)')
 
 bench: $(VENV)/.installed ## the service benchmarks; writes benchmarks/results.md (about 9 min)
 	$(PY) -m benchmarks.run
@@ -75,19 +77,19 @@ simulate: venv ## scaling simulation: policy table, plot and per-stack defaults 
 
 VARIANT ?= cpu
 image: $(VENV)/.installed ## build the service image offline (debootstrap base + host wheelhouse); VARIANT=cpu|cuda
-	$(PY) -m scripts.container build --variant $(VARIANT)
+	$(PY) -m tools.container build --variant $(VARIANT)
 
 run-pod: $(VENV)/.installed ## build, push to a local registry, pull by digest, run it like the pod (Ctrl-C stops)
-	$(PY) -m scripts.container run-pod --variant $(VARIANT)
+	$(PY) -m tools.container run-pod --variant $(VARIANT)
 
 plan-diff: $(VENV)/.installed ## offline plan diff of STACK between BASE (default origin/main) and the working tree
-	$(PY) -m infra.delivery plan-diff --stack $(STACK) --base $(or $(BASE),origin/main)
+	$(PY) -m tools.delivery plan-diff --stack $(STACK) --base $(or $(BASE),origin/main)
 
 policy: $(VENV)/.installed ## run the CrossGuard policy pack on every stack's mock inventory
-	$(PY) -m infra.delivery policy-check
+	$(PY) -m tools.delivery policy-check
 
 lock: venv ## rewrite requirements/infra.lock (hash-pinned, what CI's Pulumi jobs install) from the pins
-	$(PY) -m infra.delivery.lock
+	$(PY) -m tools.delivery.lock
 
 clean: ## remove build outputs (keeps the virtualenv)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

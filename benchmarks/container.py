@@ -37,11 +37,11 @@ from benchmarks.bodies import ROUTE_PREDICT, write_body
 from benchmarks.loadgen import WRK_CORE, Body, LoadResult, run_wrk
 from benchmarks.report import write_section
 from benchmarks.servers import ServerConfig, running_server
-from scripts.container.engine import REPO_ROOT, default_cli, progress
-from scripts.container.image import BuiltImage, build_image
-from scripts.container.pod import PodSpec, RunningPod, run_like_pod
 from service import contract
 from service.signature import ModelSignature
+from tools.container.engine import REPO_ROOT, default_cli, progress
+from tools.container.image import BuiltImage, build_image
+from tools.container.pod import PodSpec, RunningPod, run_like_pod
 
 OUT_DIR: Final = Path(__file__).resolve().parent / "out" / "container"
 SIZE_TARGET_GB: Final = 1.0
@@ -233,7 +233,7 @@ def measure_throughput(image: str, model_dir: Path, body: Body, plan: Plan) -> L
 
 def digit_body(model_dir: Path) -> Body:
     """The ``/predict`` body of one held-out digit."""
-    from service.model.digits import holdout
+    from model.digits import holdout
 
     signature = ModelSignature.read(model_dir)
     pixels, _ = holdout()

@@ -98,8 +98,8 @@ def log(message: str) -> None:
 
 def prepare_models(work: Path, names: Sequence[str]) -> list[ModelUnderTest]:
     """Package the models and write one body per route for each."""
-    from service.model.digits import holdout
-    from service.model.package import package_model
+    from model.digits import holdout
+    from model.package import package_model
 
     pixels, labels = holdout()
     row, label = pixels[0], int(labels[0])

@@ -105,7 +105,8 @@ minute on this machine). The model and every figure's source are in `benchmarks/
 - **Traces** (Poisson arrivals, the same draw for every policy):
 {trace_lines}
 - **Policies**: `static` (no autoscaling); `cpu-hpa` (HPA on CPU, 500m request, 70 %: today's
-  `infra/workload.py`); `cpu-hpa-2cpu` (the same with a 2-core request); `keda-inflight` (KEDA on
+  `infra/components/workload.py`); `cpu-hpa-2cpu` (the same with a 2-core request);
+  `keda-inflight` (KEDA on
   `inference_http_requests_in_flight` per pod, target from the SLO below); `keda-inflight-rate`
   (the same plus the per-pod rate of `inference_http_requests_total` as a second trigger);
   `keda-zero` (`keda-inflight-rate` with minReplicaCount 0, activation on any request, cooldown

@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         model_dir = None if args.model_dir is None else args.model_dir.resolve()
         if model_dir is None:
-            from service.model.package import package_model
+            from model.package import package_model
 
             model_dir = work / "model"
             package_model(model_dir)

@@ -6,45 +6,27 @@ CI built once, by digest, from config ``imageRef``) -> monitoring. Ephemeral ``p
 borrow the cluster and registry of ``clusterStack`` through a StackReference and own only their
 image (built from the PR's code), secret, namespace and workload.
 
-The Pulumi CLI runs this file from infra/ with infra/ first on ``sys.path``; the repository root
-replaces it so ``infra.*`` and ``service.contract`` import as packages and ``infra/secrets.py``
-never shadows the standard library's ``secrets``.
+The Pulumi CLI runs this file with infra/ first on ``sys.path``; every import below is absolute
+(``infra.*``, ``service.contract``) and resolves through the editable install of the repository
+(``pip install -e .``), and no module directly under infra/ is named like a standard-library or
+installed top-level module (tests/test_architecture.py), so that first entry shadows nothing.
 """
 
-import sys
-from pathlib import Path
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
-_INFRA_DIR = Path(__file__).resolve().parent
-_REPO_ROOT = _INFRA_DIR.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _INFRA_DIR]
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-import pulumi  # noqa: E402
-import pulumi_aws as aws  # noqa: E402
-import pulumi_kubernetes as k8s  # noqa: E402
-
-from infra import config as stack_config  # noqa: E402
-from infra.addons import Addons, AddonsArgs, BeforeCompute  # noqa: E402
-from infra.cluster import (  # noqa: E402
+from infra import config as stack_config
+from infra.components.addons import Addons, AddonsArgs, BeforeCompute
+from infra.components.api_key_secret import ApiKeySecret, ApiKeySecretArgs
+from infra.components.cluster import (
     GPU_NODE_LABELS,
     SYSTEM_NODE_LABELS,
     Cluster,
     ClusterArgs,
 )
-from infra.cluster_rbac import WorkloadDeployerRbac  # noqa: E402
-from infra.config import Environment, ImageVariant, StackConfig, gpus_of  # noqa: E402
-from infra.karpenter import Karpenter, KarpenterArgs  # noqa: E402
-from infra.keda import Keda, KedaArgs  # noqa: E402
-from infra.metrics_store import ManagedPrometheus, ManagedPrometheusArgs  # noqa: E402
-from infra.network import Network, NetworkArgs  # noqa: E402
-from infra.observability import (  # noqa: E402
-    ContainerInsightsLogs,
-    ContainerInsightsLogsArgs,
-    ServiceMonitoring,
-    ServiceMonitoringArgs,
-)
-from infra.registry import (  # noqa: E402
+from infra.components.cluster_rbac import WorkloadDeployerRbac
+from infra.components.image_registry import (
     Registry,
     RegistryArgs,
     ServiceImage,
@@ -52,10 +34,20 @@ from infra.registry import (  # noqa: E402
     digest_of,
     source_hash,
 )
-from infra.scaling_config import NodeProvisioner, ScaleToZero  # noqa: E402
-from infra.secrets import ApiKeySecret, ApiKeySecretArgs  # noqa: E402
-from infra.workload import Workload, WorkloadArgs  # noqa: E402
-from service import contract  # noqa: E402
+from infra.components.karpenter import Karpenter, KarpenterArgs
+from infra.components.keda import Keda, KedaArgs
+from infra.components.metrics_store import ManagedPrometheus, ManagedPrometheusArgs
+from infra.components.observability import (
+    ContainerInsightsLogs,
+    ContainerInsightsLogsArgs,
+    ServiceMonitoring,
+    ServiceMonitoringArgs,
+)
+from infra.components.vpc import Network, NetworkArgs
+from infra.components.workload import Workload, WorkloadArgs
+from infra.config import Environment, ImageVariant, StackConfig, gpus_of
+from infra.scaling_config import NodeProvisioner, ScaleToZero
+from service import contract
 
 #: Name of the Deployment, Service and container of the inference service.
 APP_NAME = "inference"
@@ -339,7 +331,7 @@ def long_lived(cfg: StackConfig) -> None:
         # service yet. CI then pushes the first image and deploys it by digest.
         pulumi.log.warn(
             "imageRef is 'none': the service is not deployed. Push an image to "
-            "ecrRepositoryUrl, then `python -m infra.delivery.deploy --stack "
+            "ecrRepositoryUrl, then `python -m tools.delivery.deploy --stack "
             f"{cfg.stack} --image REPO@sha256:<digest>`"
         )
         return

@@ -26,9 +26,11 @@ from typing import Any, Final, TypeVar
 
 import pulumi
 
-from infra import eks_versions, gpu_instances, scaling_config
-from infra.eks_versions import SupportType
+from infra import scaling_config
+from infra.aws import eks_versions, gpu_instances
+from infra.aws.eks_versions import SupportType
 from infra.scaling_config import ScalingConfig
+from service import contract
 
 #: The Pulumi project name; config keys of this program live in its namespace.
 PROJECT: Final = "torch-eks-inference"
@@ -46,7 +48,7 @@ GPU_FAMILIES: Final = tuple(gpu_instances.ACCELERATOR_BY_FAMILY)
 ROLLOUT_MAX_SURGE: Final = 1
 
 _INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z][a-z0-9-]*)\.(?P<size>[a-z0-9]+)$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_REGION = re.compile(contract.AWS_REGION_PATTERN)
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
 _STACK_REF = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
@@ -857,7 +859,7 @@ def require_image_ref(cfg: StackConfig) -> str | None:
             cfg.stack,
             [
                 f"{cfg.project}:imageRef is not set: long-lived stacks run the image CI built "
-                "and pushed once, by digest. `python -m infra.delivery.deploy --stack "
+                "and pushed once, by digest. `python -m tools.delivery.deploy --stack "
                 f"{cfg.stack} --image REPO@sha256:<64 hex>` sets it; by hand: `pulumi config "
                 f"set imageRef REPO@sha256:<64 hex> -s {cfg.stack}`. For dev's first up, "
                 "before CI has pushed anything: `pulumi config set imageRef none -s dev`"

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service import schemas
-from service.access import AccessMiddleware
+from service.access_log import AccessMiddleware
 from service.api_key import ApiKeyGuard
 from service.batching import (
     BatcherClosedError,

@@ -22,6 +22,11 @@ RUN_AS_GID: Final = 10001
 #: The only writable path in the container (an emptyDir / tmpfs); everything else is read-only.
 WRITABLE_DIR: Final = "/tmp"  # noqa: S108 - the one tmpfs mount of a read-only root filesystem
 
+#: Shape of an AWS region name (``AWS_REGION`` here, ``aws:region`` in the stack config): two
+#: letters, an optional GovCloud/ISO marker, a direction, a number: eu-west-1, us-gov-west-1,
+#: us-isob-east-1, ap-southeast-5. Defined once because the service and the program check it.
+AWS_REGION_PATTERN: Final = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$"
+
 #: Name of the model the bundled image serves when ``MODEL_NAME`` is not set.
 DEFAULT_MODEL_NAME: Final = "digits"
 #: Where the image keeps the bundled model; ``MODEL_URI`` falls back to it.

@@ -75,7 +75,7 @@ def docker_engine() -> Iterator[docker.DockerClient]:
         client = docker.from_env(timeout=10)
         client.ping()
     except Exception as exc:
-        reason = f"no Docker engine: {exc} (start one with scripts/docker_engine.sh start)"
+        reason = f"no Docker engine: {exc} (start one with tools/docker_engine.sh start)"
         if os.environ.get("REQUIRE_DOCKER") == "1":
             pytest.fail(f"REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
@@ -144,7 +144,7 @@ def packaged_model_dir() -> Path:
 
 
 def _package_into(target: Path) -> None:
-    from service.model.package import package_model
+    from model.package import package_model
 
     TEST_MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     # Package into a scratch dir and rename it into place, so an interrupted run or a parallel

@@ -3,7 +3,7 @@
 The pack learns staging's digest from its policy configuration: the deploy step reads staging's
 ``imageDigest`` stack output and passes ``--policy-pack-config`` with
 ``{"prod-image-promoted-from-staging": {"stagingImageDigest": "sha256:..."}}`` (see
-infra/delivery/promotion.py). Digests are compared, not whole references, so a copy replicated
+tools/delivery/promotion.py). Digests are compared, not whole references, so a copy replicated
 to another region or account (same digest, another registry host) passes. Without the setting a
 production deployment is refused: an unknown staging digest must never mean "anything goes".
 Only the deploy step's automatic rollback adds ``rollbackImageDigest``: the digest prod ran just
@@ -42,7 +42,7 @@ def _promoted(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if not isinstance(expected, str) or not _DIGEST.match(expected):
         report(
             f"{CONFIG_KEY} is {expected!r}: the digest staging runs is unknown, so no image can "
-            "be deployed to production (python -m infra.delivery.deploy passes it)",
+            "be deployed to production (python -m tools.delivery.deploy passes it)",
             None,
         )
         return

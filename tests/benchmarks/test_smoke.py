@@ -13,7 +13,7 @@ import pytest
 from benchmarks import bodies
 from benchmarks.run import ModelUnderTest, Plan, check_answer, measure_cell
 from benchmarks.servers import ServerConfig, running_server
-from service.model.digits import holdout
+from model.digits import holdout
 from service.signature import ModelSignature
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("wrk")]

@@ -14,7 +14,7 @@ import pulumi
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.tools.manifests import RecordedResource
+from tools.manifests import RecordedResource
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"

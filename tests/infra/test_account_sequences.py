@@ -1,7 +1,7 @@
 """Sequences of operations against the simulated AWS account: up, destroy, up; open, close, reopen.
 
-Each rule of ``infra.simulated_account`` is shown twice: once refusing what AWS refuses (a small
-program that breaks the rule), once letting the real program through the same sequence.
+Each rule of ``tools.mocks.simulated_account`` is shown twice: once refusing what AWS refuses (a
+small program that breaks the rule), once letting the real program through the same sequence.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 import pytest
 
-from infra.registry import lifecycle_policy
-from infra.simulated_account import (
+from infra.components.image_registry import lifecycle_policy
+from tools.mocks.simulated_account import (
     AUTOSCALING_SLR,
     Image,
     PlatformError,
     SimulatedAccount,
     expired_images,
 )
-from infra.tools.plan import ProgramRun, run_program
+from tools.plan import ProgramRun, run_program
 
 DEV_REF = "organization/torch-eks-inference/dev"
 ACCOUNT = "123456789012"

@@ -18,8 +18,8 @@ from __future__ import annotations
 import graphlib
 import json
 
-from infra.mocks import Registration
-from tests.infra.conftest import Inventory
+from tests.stack_inventory import Inventory
+from tools.mocks import Registration
 
 ADDON = "aws:eks/addon:Addon"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from infra.mocks import ACCOUNT_ID
-from infra.tools.plan import ProgramRun, config_file, read_stack_config, run_program
-from tests.infra.conftest import Inventory
+from tests.stack_inventory import Inventory
+from tools.mocks import ACCOUNT_ID
+from tools.plan import ProgramRun, config_file, read_stack_config, run_program
 
 ARN = re.compile(r"arn:[a-z-]*:[a-z0-9-]*:")
 ACCESS_POLICY = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"

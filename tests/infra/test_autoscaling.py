@@ -13,7 +13,7 @@ Sources the assertions encode:
   chart versions 2.17.2 and 2.20.2 as published (adfinis/helm-charts#1447, #2005 track them).
 - AMP collector's Kubernetes identity (``aps-collector-user``, the role ARN without its path):
   https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-collector-how-to.html.
-- The service's metrics: service/metrics.py (names), service/access.py (the /metrics request is
+- The service's metrics: service/metrics.py (names), service/access_log.py (the /metrics request is
   itself in flight while it is scraped).
 """
 
@@ -27,24 +27,24 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.k8s_pod import HTTP_PORT_NAME
-from infra.k8s_scaling import (
-    SCALE_DOWN_PERIOD_SECONDS,
-    SCALE_DOWN_PODS,
-    TRIGGER_AUTH_NAME,
-)
-from infra.keda import (
+from infra.components.keda import (
     AMP_QUERY_ACTIONS,
     KEDA_CHART_BY_MINOR,
     KEDA_OPERATOR_SERVICE_ACCOUNT,
     keda_chart_version,
 )
-from infra.metrics_store import COLLECTOR_USER, role_arn_without_path
-from infra.mocks import ACCOUNT_ID, MockRejectedError, ProgramMocks
-from infra.scrape_config import scrape_configuration
+from infra.components.metrics_store import COLLECTOR_USER, role_arn_without_path
+from infra.k8s.pod import HTTP_PORT_NAME
+from infra.k8s.scaling import (
+    SCALE_DOWN_PERIOD_SECONDS,
+    SCALE_DOWN_PODS,
+    TRIGGER_AUTH_NAME,
+)
+from infra.k8s.scrape_config import scrape_configuration
 from service import contract
 from service.metrics import ServiceMetrics
-from tests.infra.conftest import LONG_LIVED, Inventory, policy
+from tests.stack_inventory import LONG_LIVED, Inventory, policy
+from tools.mocks import ACCOUNT_ID, MockRejectedError, ProgramMocks
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 WORKSPACE = "aws:amp/workspace:Workspace"
@@ -233,9 +233,9 @@ def test_keda_operator_gets_that_role_through_pod_identity(long_lived: Inventory
 
 
 def test_keda_chart_is_pinned_for_every_supported_minor_within_its_tested_range() -> None:
-    from infra.eks_versions import CLUSTER_AUTOSCALER
+    from infra.aws.eks_versions import CLUSTER_AUTOSCALER
 
-    # Every minor the program pins add-ons for (infra/eks_versions.py) has a KEDA pin too.
+    # Every minor the program pins add-ons for (infra/aws/eks_versions.py) has a KEDA pin too.
     for minor in CLUSTER_AUTOSCALER:
         assert keda_chart_version(minor)
     with pytest.raises(ValueError, match=r"no KEDA chart pinned for Kubernetes 1\.29"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infra.conftest import Inventory
+from tests.stack_inventory import Inventory
 
 ADDON = "aws:eks/addon:Addon"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from pulumi.runtime.mocks import MockCallArgs
 
-from infra.cluster import build_kubeconfig, node_template_tags
+from infra.components.cluster import build_kubeconfig, node_template_tags
+from infra.components.image_registry import Registry, RegistryArgs, build_context, source_hash
+from infra.components.vpc import plan_subnets
 from infra.config import ImageVariant
-from infra.mocks import ProgramMocks
-from infra.network import plan_subnets
-from infra.registry import Registry, RegistryArgs, build_context, source_hash
-from infra.tools.plan import config_file, read_stack_config, run_program
+from tools.mocks import ProgramMocks
+from tools.plan import config_file, read_stack_config, run_program
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
             f"""
             import json, runpy, sys
             sys.path.append({str(root)!r})
-            from infra.tools.plan import run_program
+            from tools.plan import run_program
             sys.path.remove({str(root)!r})
             sys.modules.pop("secrets", None)
             sys.path.insert(0, "")  # as `python -m`/`-c` would: infra/ itself importable
@@ -175,7 +175,7 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # The standard library's secrets module, not infra/secrets.py.
+    # The standard library's secrets module, not infra/components/api_key_secret.py.
     assert not result["secrets"].startswith(str(root))
     assert result["build"]["context"] == ".."
     assert result["build"]["dockerfile"] == "../service/Dockerfile"

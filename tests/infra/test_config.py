@@ -22,7 +22,7 @@ from infra.config import (
     ServiceType,
     load_stack_config,
 )
-from infra.tools.plan import read_stack_config
+from tools.plan import read_stack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 P = "torch-eks-inference"

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.cluster_rbac import workload_deployer_rules
-from infra.eks_versions import CALENDAR, CLUSTER_AUTOSCALER, creatable
-from infra.tools.plan import config_file, read_stack_config, run_program
-from tests.infra.conftest import Inventory
+from infra.aws.eks_versions import CALENDAR, CLUSTER_AUTOSCALER, creatable
+from infra.components.cluster_rbac import workload_deployer_rules
+from tests.stack_inventory import Inventory
+from tools.plan import config_file, read_stack_config, run_program
 
 
 def _plural(kind: str) -> str:

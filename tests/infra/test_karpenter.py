@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from infra.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY
-from infra.eks_versions import CLUSTER_AUTOSCALER
-from infra.karpenter import KARPENTER_SERVICE_ACCOUNT, karpenter_chart_version
-from infra.karpenter_spec import INTERRUPTION_EVENTS
-from infra.tools import manifests
-from infra.tools.plan import config_file, read_stack_config, run_program
-from tests.infra.conftest import Inventory, policy
+from infra.aws.eks_versions import CLUSTER_AUTOSCALER
+from infra.components.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY
+from infra.components.karpenter import KARPENTER_SERVICE_ACCOUNT, karpenter_chart_version
+from infra.k8s.karpenter_spec import INTERRUPTION_EVENTS
+from tests.stack_inventory import Inventory, policy
+from tools import manifests
+from tools.plan import config_file, read_stack_config, run_program
 
 P = "torch-eks-inference"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -163,7 +163,7 @@ def test_karpenter_objects_pass_the_structural_checks(staging: Inventory) -> Non
 
 
 def test_karpenter_chart_pinned_per_supported_minor() -> None:
-    # Every minor the program pins add-ons for (infra/eks_versions.py) has a Karpenter pin too.
+    # Every minor the program pins add-ons for (infra/aws/eks_versions.py) has a Karpenter pin too.
     for minor in CLUSTER_AUTOSCALER:
         assert karpenter_chart_version(minor)
     with pytest.raises(ValueError, match="no Karpenter chart pinned"):

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from infra import load_balancer_controller as lbc
-from infra.mocks import ACCOUNT_ID
-from tests.infra.conftest import Inventory
+from infra.components import load_balancer_controller as lbc
+from tests.stack_inventory import Inventory
+from tools.mocks import ACCOUNT_ID
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"

@@ -17,10 +17,10 @@ import json
 import pytest
 from pulumi.runtime.mocks import MockCallArgs
 
-from infra.mocks import ProgramMocks
-from infra.tools.plan import config_file, read_stack_config, run_program
-from infra.vpc_endpoints import INTERFACE_ENDPOINT_SERVICES
-from tests.infra.conftest import Inventory
+from infra.aws.vpc_endpoints import INTERFACE_ENDPOINT_SERVICES
+from tests.stack_inventory import Inventory
+from tools.mocks import ProgramMocks
+from tools.plan import config_file, read_stack_config, run_program
 
 ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"

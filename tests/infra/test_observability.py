@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from infra import observability as obs
-from infra.tools.manifests import RecordedResource
+from infra.components import observability as obs
 from service import contract
-from service.access import AccessMiddleware
+from service.access_log import AccessMiddleware
 from service.json_logging import JsonFormatter
 from service.metrics import ServiceMetrics
 from tests.infra.component_harness import ACCOUNT_ID, REGION, all_of, only, run_under_mocks
+from tools.manifests import RecordedResource
 
 CLUSTER = "torch-eks-inference-staging"
 NAMESPACE = "inference"
@@ -53,7 +53,7 @@ def access_log_line(status: int, route: str) -> dict[str, Any]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    access_logger = logging.getLogger("service.access")
+    access_logger = logging.getLogger("service.access_log")
     access_logger.addHandler(handler)
     previous_level = access_logger.level
     access_logger.setLevel(logging.INFO)

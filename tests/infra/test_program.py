@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from infra.addons import AUTOSCALER_MUTATING_ACTIONS, NODE_ADDONS, NODELESS_ADDONS
-from infra.cluster import (
+from infra.components.addons import AUTOSCALER_MUTATING_ACTIONS, NODE_ADDONS, NODELESS_ADDONS
+from infra.components.cluster import (
     ACCELERATOR_LABEL,
     CONTROL_PLANE_LOG_TYPES,
     GPU_NODE_LABELS,
     NODE_TEMPLATE_PREFIX,
     WORKLOAD_DEPLOYERS_GROUP,
 )
-from infra.mocks import ACCOUNT_ID, DEPLOYER_ROLE
-from infra.tools.plan import SAMPLE_EXPIRES_AT
-from infra.workload import EXPIRY_ANNOTATION
-from tests.infra.conftest import Inventory, policy
+from infra.components.workload import EXPIRY_ANNOTATION
+from tests.stack_inventory import Inventory, policy
+from tools.mocks import ACCOUNT_ID, DEPLOYER_ROLE
+from tools.plan import SAMPLE_EXPIRES_AT
 
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -181,7 +181,7 @@ def test_access_entries_come_only_from_config_each_with_its_least_scope(
 
 def test_whoever_runs_up_gets_no_implicit_access() -> None:
     """A laptop `up` then a CI `up` must not swap the cluster's admin: no caller-derived entry."""
-    from infra.tools.plan import config_file, read_stack_config, run_program
+    from tools.plan import config_file, read_stack_config, run_program
 
     values, secret_keys = read_stack_config(config_file("staging"))
     values["torch-eks-inference:deployRoleArns"] = json.dumps(
@@ -442,7 +442,7 @@ def test_pr_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
 def test_long_lived_stacks_never_build_and_run_the_configured_digest(
     long_lived: Inventory,
 ) -> None:
-    from infra.tools.plan import SAMPLE_IMAGE_REF
+    from tools.plan import SAMPLE_IMAGE_REF
 
     assert long_lived.of_type(IMAGE) == []
     (container,) = long_lived.one(DEPLOYMENT)["spec"]["template"]["spec"]["containers"]
@@ -463,11 +463,11 @@ def test_pr_deployment_runs_the_pushed_digest(stack_run: Callable[[str], Invento
 
 def test_a_long_lived_stack_without_image_ref_names_the_key_and_the_command() -> None:
     from infra.config import ConfigError
-    from infra.tools.plan import config_file, read_stack_config, run_program
+    from tools.plan import config_file, read_stack_config, run_program
 
     values, secret_keys = read_stack_config(config_file("staging"))
     values["torch-eks-inference:imageRef"] = ""
-    with pytest.raises(ConfigError, match=r"imageRef is not set.*infra\.delivery\.deploy"):
+    with pytest.raises(ConfigError, match=r"imageRef is not set.*tools\.delivery\.deploy"):
         run_program("staging", config=values, secret_keys=secret_keys)
     values["torch-eks-inference:imageRef"] = "repo/torch:latest"
     with pytest.raises(ConfigError, match="an image by digest"):
@@ -557,7 +557,7 @@ def test_no_secret_value_appears_in_plain_text_in_any_input(any_stack: Inventory
 
 
 def test_a_configured_api_key_never_appears_in_plain_text() -> None:
-    from infra.tools.plan import config_file, read_stack_config, run_program
+    from tools.plan import config_file, read_stack_config, run_program
 
     key = "configured-api-key-0123456789-abcdef"
     values, secret_keys = read_stack_config(config_file("dev"))
@@ -743,7 +743,7 @@ CUSTOM_IMAGE_REF = f"{ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/team/svc@sha25
 @pytest.fixture(scope="module")
 def customised() -> Inventory:
     """dev with the CPU image, its own image ref, an extra admin, extra tags and Kubernetes 1.32."""
-    from infra.tools.plan import config_file, read_stack_config, run_program
+    from tools.plan import config_file, read_stack_config, run_program
 
     values, secret_keys = read_stack_config(config_file("dev"))
     values.update(

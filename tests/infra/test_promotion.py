@@ -2,7 +2,7 @@
 
 - long-lived stacks run exactly the configured ``imageRef`` and declare no docker build; a pr
   stack builds its own image and may not take one;
-- the same ref gives the same digest on dev, staging and prod (``infra.delivery.promotion``);
+- the same ref gives the same digest on dev, staging and prod (``tools.delivery.promotion``);
 - ECR replication (dev only, the registry CI pushes to) instead of rebuilding per region or
   account; destinations as in the ECR user guide's replication examples
   (https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry-settings-examples.html).
@@ -15,10 +15,10 @@ import json
 import pytest
 
 from infra.config import ConfigError
-from infra.delivery.promotion import main as promotion_main
-from infra.delivery.promotion import plan_images
-from infra.mocks import ACCOUNT_ID
-from infra.tools.plan import config_file, read_stack_config, run_program
+from tools.delivery.promotion import main as promotion_main
+from tools.delivery.promotion import plan_images
+from tools.mocks import ACCOUNT_ID
+from tools.plan import config_file, read_stack_config, run_program
 
 REF = f"{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com/torch-eks-inference/dev@sha256:{'e' * 64}"
 REPLICATION = "aws:ecr/replicationConfiguration:ReplicationConfiguration"

@@ -101,7 +101,7 @@ def test_defaults_are_what_the_simulation_favours() -> None:
     if importlib.util.find_spec("benchmarks.scaling_targets") is None:
         pytest.skip("benchmarks/scaling_targets.py (the simulation's export) is not here yet")
     from benchmarks import scaling_targets as sim
-    from infra import k8s_scaling
+    from infra.k8s import scaling as k8s_scaling
 
     for environment, chosen in sim.RECOMMENDED.items():
         ours = {**SCALING_COMMON_DEFAULTS, **SCALING_ENVIRONMENT_DEFAULTS[environment]}

@@ -8,12 +8,17 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.k8s_network import INTERNAL_NLB_ANNOTATIONS, POD_IDENTITY_AGENT_CIDR
-from infra.k8s_pod import GPU_RESOURCE, ContainerResources, ServiceSettings
-from infra.tools.manifests import RecordedResource
-from infra.workload import EXPIRY_ANNOTATION, TRANSFER_HPA_OWNERSHIP, Workload, WorkloadArgs
+from infra.components.workload import (
+    EXPIRY_ANNOTATION,
+    TRANSFER_HPA_OWNERSHIP,
+    Workload,
+    WorkloadArgs,
+)
+from infra.k8s.network_policies import INTERNAL_NLB_ANNOTATIONS, POD_IDENTITY_AGENT_CIDR
+from infra.k8s.pod import GPU_RESOURCE, ContainerResources, ServiceSettings
 from service import contract
 from tests.infra.component_harness import REGION, all_of, only, run_under_mocks
+from tools.manifests import RecordedResource
 
 DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-inference@sha256:" + "ab" * 32
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:torch-inference-api-key-AbCdEf"

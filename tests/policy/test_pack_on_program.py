@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from infra.delivery.policy_check import (
+from policy.guardrails import POLICIES
+from tools.delivery.policy_check import (
     DEFAULT_STACKS,
     analyze,
     format_findings,
     pack_policies,
     running_pack,
 )
-from infra.delivery.policy_check import main as policy_check_main
-from infra.delivery.promotion import configure_pack, policy_config
-from infra.tools.plan import collect, run_program
-from policy.guardrails import POLICIES
+from tools.delivery.policy_check import main as policy_check_main
+from tools.delivery.promotion import configure_pack, policy_config
+from tools.plan import collect, run_program
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from infra.delivery.policy_check import analyze, running_pack
-from infra.tools.plan import collect
+from tools.delivery.policy_check import analyze, running_pack
+from tools.plan import collect
 
 POLICY = "gpu-workload-scales-on-load"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"

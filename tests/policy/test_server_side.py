@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from infra.delivery.policy_check import analyze, running_pack
-from infra.delivery.promotion import configure_pack
-from infra.tools.plan import collect
 from policy.guardrails import POLICIES
+from tools.delivery.policy_check import analyze, running_pack
+from tools.delivery.promotion import configure_pack
+from tools.plan import collect
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "policy" / "server-side-config.json"
@@ -87,7 +87,7 @@ def _owners(path: str) -> list[str]:
         ".github/workflows/deploy.yml",
         ".github/CODEOWNERS",
         "tests/policy/test_delivery_policies.py",
-        "infra/delivery/deploy.py",
+        "tools/delivery/deploy.py",
     ],
 )
 def test_codeowners_guard_the_pack_the_workflows_and_itself(path: str) -> None:

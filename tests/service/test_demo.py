@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.demo import run_client_demo, serve_native
+from tools.demo import run_client_demo, serve_native
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -13,8 +13,8 @@ import boto3
 import pytest
 import torch
 
-from service.model.network import DigitsClassifier
-from service.model.package import FORMATS, digits_signature, export_artifact
+from model.classifier import DigitsClassifier
+from model.package import FORMATS, digits_signature, export_artifact
 from service.model_loader import (
     DeviceError,
     InvalidInputError,

@@ -1,1 +1,0 @@
-"""Command-line tools around the Pulumi program (plan, manifests)."""
