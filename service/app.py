@@ -571,19 +571,18 @@ def create_app(
             raise overloaded(exc) from None
         except BatchFailedError as exc:
             raise InferenceError(f"inference failed for the batch of this request: {exc}") from None
-        if any(
-            array.dtype.kind == "f" and not np.isfinite(array).all() for array in outputs.values()
-        ):
+        try:  # JSONResponse renders with allow_nan=False: NaN or infinity raise ValueError
+            return JSONResponse(
+                {
+                    "model_name": settings.model_name,
+                    "model_version": model.signature.version,
+                    "predictions": encode_predictions(outputs, model.signature),
+                }
+            )
+        except ValueError:
             raise InferenceError(
                 "the model produced NaN or infinite values, which JSON cannot carry"
-            )
-        return JSONResponse(
-            {
-                "model_name": settings.model_name,
-                "model_version": model.signature.version,
-                "predictions": encode_predictions(outputs, model.signature),
-            }
-        )
+            ) from None
 
     @app.post(
         PATHS.PREDICT,

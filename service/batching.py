@@ -158,6 +158,8 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._admitted = 0
         self._arriving = 0
+        # Rows the waiting worker needs before it wants waking; 0 while it is not waiting.
+        self._wanted = 0
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
@@ -222,6 +224,13 @@ class DynamicBatcher:
     def _withdraw(self) -> None:
         with self._cond:
             self._arriving -= 1
+            self._wake_if_wanted()
+
+    def _wake_if_wanted(self) -> None:
+        # Called with the lock held. Waking the worker costs two GIL handoffs with the busy
+        # event loop, so it is woken only when what it waits for has happened: enough rows to
+        # fill its batch (any row when idle), or nothing more on its way.
+        if self._wanted and (self._queued_rows >= self._wanted or self._arriving <= 0):
             self._cond.notify()
 
     def _prepare(self, inputs: Arrays) -> list[_Job]:
@@ -245,17 +254,17 @@ class DynamicBatcher:
             if announced:
                 self._arriving -= 1
             if self._closed:
-                self._cond.notify()
+                self._wake_if_wanted()
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
             rows = sum(job.rows for job in jobs)
             limit = self.max_queued_rows
             # An empty queue takes any request, so one bigger than the bound still runs.
             if limit is not None and self._queued_rows and self._queued_rows + rows > limit:
-                self._cond.notify()
+                self._wake_if_wanted()
                 raise QueueFullError(self._full_message(limit))
             self._queue.extend(jobs)
             self._queued_rows += rows
-            self._cond.notify()
+            self._wake_if_wanted()
         return [job.future for job in jobs]
 
     def _full_message(self, limit: int) -> str:
@@ -269,7 +278,9 @@ class DynamicBatcher:
             while not self._queue:
                 if self._closed:
                     return None
+                self._wanted = 1
                 self._cond.wait()
+                self._wanted = 0
             first = self._queue.popleft()
             self._queued_rows -= first.rows
             batch, rows = [first], first.rows
@@ -287,7 +298,9 @@ class DynamicBatcher:
                 remaining = deadline - time.perf_counter()
                 if self._arriving <= 0 or self._closed or remaining <= 0:
                     break
+                self._wanted = self.max_batch_size - rows
                 self._cond.wait(remaining)
+                self._wanted = 0
             return batch
 
     def _work(self) -> None:
