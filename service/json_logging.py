@@ -80,7 +80,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if time.monotonic() - self._flushed >= FLUSH_INTERVAL_S:
             self.flush_now()
 
-    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+    def handle(self, record: logging.LogRecord) -> bool:
         """Handle ``record``, writing warnings and errors out at once."""
         handled = super().handle(record)
         if record.levelno >= logging.WARNING:
