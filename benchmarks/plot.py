@@ -21,9 +21,9 @@ from typing import Final
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display: must precede pyplot's import
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benchmarks.service_curve import servers_rows  # noqa: E402
+from benchmarks.service_curve import servers_rows
 
 RESULTS: Final = Path(__file__).resolve().parent / "results.md"
 PLOT: Final = Path(__file__).resolve().parent / "throughput_latency.png"
