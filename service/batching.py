@@ -20,6 +20,25 @@ cores), that made p99 with batching 43 and 173 ms in two runs against 19 ms with
 ``service/__main__.py``); two alternating runs then gave p99 19.6 and 18.6 ms with batching and
 34.8 and 19.1 ms without, at the same throughput.
 
+Waking the worker. The worker is woken only when what it waits for has happened: a first row
+when it is idle, enough rows to fill the forming batch, or no more requests on their way. Waking
+it at every queued request, as a plain ``notify`` per request would, costs two GIL handoffs per
+request with an event loop that is busy parsing others, for a worker that would only go back to
+waiting; under load that was a few percent of the server's CPU per request.
+
+The tail at high concurrency. When the event loop, not the model, is the bottleneck (the digits
+model at 64 connections: the model busy under half the time), a request's latency is mostly its
+wait for the loop, with or without batching. Batching adds three things to it: the first request
+of a batch waits for the announced ones behind it (at most ``batch_timeout_s``; at saturation some
+are nearly always on their way, so this wait is often the full timeout); the results of a batch
+come back to the loop together, so its requests are encoded and answered one after another in one
+turn of the loop, the last waiting for the others; and the worker's Python around the forward
+pass takes the GIL from the loop for its turns. Batching pays for these by running one forward
+pass per batch instead of per request, which frees the loop's time for parsing. A measured p99
+above the unbatched server's at 64 connections was mostly neither: it was Python's cyclic garbage
+collector walking the ~200,000 objects the imports leave, 60-240 ms per full collection on the
+event loop, which ``service.server`` now freezes out of its sight once the server has started.
+
 Overload. With ``max_queued_rows`` set, a request that finds the queue full (that many rows
 queued, or that many requests admitted and not yet answered) is refused at once
 (:class:`QueueFullError`, which the app answers 503 + ``Retry-After``) instead of waiting behind
