@@ -70,9 +70,7 @@ class ScalingConfig(BaseModel):
         NodeProvisioner.CLUSTER_AUTOSCALER, alias="nodeProvisioner"
     )
     latency_slo_ms: Annotated[int, f.between(10, 60_000)] = Field(100, alias="latencySloMs")
-    target_in_flight: Annotated[int, f.between(1, 1024)] = Field(
-        28, alias="scalingTargetInFlight"
-    )
+    target_in_flight: Annotated[int, f.between(1, 1024)] = Field(28, alias="scalingTargetInFlight")
     target_request_rate: Annotated[int, f.between(1, 1_000_000)] = Field(
         639, alias="scalingTargetRequestRate"
     )
@@ -118,4 +116,4 @@ def keys() -> frozenset[str]:
     return frozenset(str(field.alias) for field in ScalingConfig.model_fields.values())
 
 
-__all__ = ["NodeProvisioner", "ScaleToZero", "ScalingConfig", "SCALING_CLUSTER_ONLY_KEYS", "keys"]
+__all__ = ["SCALING_CLUSTER_ONLY_KEYS", "NodeProvisioner", "ScaleToZero", "ScalingConfig", "keys"]

@@ -55,9 +55,16 @@ def rules_error(problems: list[Problem]) -> PydanticCustomError:
     )
 
 
-def refuse(allowed: str) -> PydanticCustomError:
-    """The error a field validator raises: ``allowed`` says what the key accepts."""
-    return PydanticCustomError(VALUE_ERROR, "{allowed}", {"allowed": allowed})
+def refuse(allowed: str, *parsed: object) -> PydanticCustomError:
+    """The error a field validator raises: ``allowed`` says what the key accepts.
+
+    ``parsed`` is the value as parsed, when the message should show it rather than the raw text
+    (``logRetentionDays = 10``, not ``'10'``, once it is known to be a number).
+    """
+    context: dict[str, object] = {"allowed": allowed}
+    if parsed:
+        context["parsed"] = parsed[0]
+    return PydanticCustomError(VALUE_ERROR, "{allowed}", context)
 
 
 def between(low: int, high: int) -> BeforeValidator:
@@ -192,9 +199,7 @@ def gpu_instance_type(value: str) -> str:
     """A GPU instance type of a supported family, in a size that exists."""
     match = INSTANCE_TYPE.match(value)
     if not match or match["family"] not in GPU_FAMILIES:
-        raise refuse(
-            f"not an x86_64 NVIDIA GPU instance type; families: {', '.join(GPU_FAMILIES)}"
-        )
+        raise refuse(f"not an x86_64 NVIDIA GPU instance type; families: {', '.join(GPU_FAMILIES)}")
     if value not in gpu_instances.GPU_INSTANCES:
         family = match["family"]
         sizes = sorted(t for t in gpu_instances.GPU_INSTANCES if t.startswith(f"{family}."))
@@ -254,7 +259,7 @@ def in_choices(choices: tuple[int, ...], allowed: str) -> AfterValidator:
 
     def validate(value: int) -> int:
         if value not in choices:
-            raise refuse(allowed)
+            raise refuse(allowed, value)
         return value
 
     return AfterValidator(validate)
@@ -265,6 +270,7 @@ def recovery_days(value: int) -> int:
     if 0 < value < limits.SECRET_RECOVERY_DAYS_MIN:
         raise refuse(
             f"Secrets Manager allows 0 or {limits.SECRET_RECOVERY_DAYS_MIN}-"
-            f"{limits.SECRET_RECOVERY_DAYS_MAX} days"
+            f"{limits.SECRET_RECOVERY_DAYS_MAX} days",
+            value,
         )
     return value

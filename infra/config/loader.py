@@ -275,7 +275,7 @@ def _problems_of(error: ValidationError, project: str) -> tuple[list[str], set[s
             allowed = str(context["allowed"]).replace(f.KEY, key)
         else:
             allowed = str(item["msg"])
-        problems.append(_line(project, key, item["input"], allowed))
+        problems.append(_line(project, key, context.get("parsed", item["input"]), allowed))
     return problems, bad_keys
 
 

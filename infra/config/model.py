@@ -301,7 +301,9 @@ def _cluster_rules(c: StackConfig, today: date) -> list[f.Problem]:
     """The EKS calendar, node group bounds and GPU capacity of a long-lived stack."""
     problems: list[f.Problem] = []
     version = c.kubernetes_version
-    if (problem := eks_versions.support_problem(version, c.upgrade_support_type, today)) is not None:
+    if (
+        problem := eks_versions.support_problem(version, c.upgrade_support_type, today)
+    ) is not None:
         problems.append(("kubernetesVersion", version, problem))
     if c.gpu_node_min > c.gpu_node_max:
         problems.append(
@@ -309,7 +311,9 @@ def _cluster_rules(c: StackConfig, today: date) -> list[f.Problem]:
         )
     low, desired, high = c.system_node_min, c.system_node_desired, c.system_node_max
     if not low <= desired <= high:
-        allowed = f"must satisfy systemNodeMin ({low}) <= systemNodeDesired <= systemNodeMax ({high})"
+        allowed = (
+            f"must satisfy systemNodeMin ({low}) <= systemNodeDesired <= systemNodeMax ({high})"
+        )
         problems.append(("systemNodeDesired", desired, allowed))
     return problems + _gpu_capacity(c)
 

@@ -21,6 +21,7 @@ from infra.components.cluster import (
     GPU_TAINT_VALUE,
 )
 from infra.config import CapacityType
+from infra.k8s.labels import GPU_RESOURCE
 
 NODE_POOL_NAME: Final = "gpu"
 NODE_CLASS_NAME: Final = "gpu"
@@ -267,5 +268,5 @@ def node_pool_spec(
             "consolidateAfter": f"{consolidate_after_seconds}s",
         },
         # The bill's ceiling: never more GPUs than gpuNodeMax nodes of the smallest type carry.
-        "limits": {"nvidia.com/gpu": str(gpu_limit)},
+        "limits": {GPU_RESOURCE: str(gpu_limit)},
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from infra.config import (
     CLUSTER_ONLY_KEYS,
@@ -21,6 +22,7 @@ from infra.config import (
     ImageVariant,
     NatPolicy,
     ServiceType,
+    StackConfig,
     load_stack_config,
 )
 from infra.environments import PER_ENVIRONMENT_KEYS, defaults_for, table
@@ -352,6 +354,31 @@ def test_all_problems_are_reported_together() -> None:
     assert "3 problems" in text
     for key in ("natGateways", "logRetentionDays", "imageVariant"):
         assert f"{P}:{key}" in text
+
+
+def test_rules_between_keys_are_reported_with_the_bad_keys() -> None:
+    # pydantic runs the cross-key rules only on valid keys; the loader still reports both kinds.
+    found = problems("dev", natGateways="two", hpaMaxReplicas=5)
+    assert [p.split(" = ")[0] for p in found] == [f"{P}:natGateways", f"{P}:gpuNodeMax"], found
+    assert "needs 6 (hpaMaxReplicas 5 + 1 rollout surge)" in found[1]
+
+
+def test_a_rule_about_a_bad_key_is_not_piled_on_top() -> None:
+    # gpuNodeMax is not a number: its capacity rule (computed with the default) says nothing.
+    assert "must be an integer from 1 to 100" in one_problem(
+        "dev", gpuNodeMax="x", hpaMaxReplicas=5
+    )
+
+
+def test_the_config_is_a_frozen_model_that_refuses_unknown_fields() -> None:
+    cfg = load("dev")
+    with pytest.raises(ValidationError):
+        cfg.az_count = 3  # type: ignore[misc]
+    data = cfg.model_dump(by_alias=True)
+    assert data["availabilityZoneCount"] == 2  # the camelCase keys are the aliases
+    data["gpuNodeDesired"] = 3
+    with pytest.raises(ValidationError, match="gpuNodeDesired"):
+        StackConfig.model_validate(data)
 
 
 def test_config_error_stops_the_program_cleanly() -> None:

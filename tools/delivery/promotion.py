@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.config import IMAGE_REF, PROJECT
+from infra.config import IMAGE_REF, PROJECT, Environment
+from policy.guardrails.promotion import CONFIG_KEY, POLICY_NAME, ROLLBACK_KEY
 
-LONG_LIVED = ("dev", "staging", "prod")
+LONG_LIVED = tuple(e.value for e in Environment if e is not Environment.PR)
 #: The stack whose verified digest prod may run, and the policy that enforces it.
 PROMOTION_SOURCE = {"staging": "dev", "prod": "staging"}
-POLICY_NAME = "prod-image-promoted-from-staging"
-POLICY_KEY = "stagingImageDigest"
+#: The pack is the one home of its rule name and config keys (policy/guardrails/promotion.py).
+POLICY_KEY = CONFIG_KEY
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DOCKER_IMAGE = "docker:index/image:Image"
 
@@ -45,7 +46,6 @@ def digest_of(image_ref: str) -> str:
     return image_ref.rpartition("@")[2]
 
 
-ROLLBACK_KEY = "rollbackImageDigest"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
