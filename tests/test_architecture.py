@@ -96,6 +96,16 @@ def test_the_policy_pack_imports_no_tooling() -> None:
         assert not {n for n in reached if n.startswith(TOOLING)}, sorted(reached)
 
 
+def test_the_policy_pack_imports_nothing_of_ours_outside_itself() -> None:
+    """The pack is published on its own (policy/requirements.txt), so it shares no module.
+
+    Facts it shares with the program are copies that tests/test_facts.py holds equal.
+    """
+    for path in sorted((ROOT / "policy").rglob("*.py")):
+        reached = ours(closure(path))
+        assert not {n for n in reached if not n.startswith("policy")}, (path, sorted(reached))
+
+
 def test_model_packaging_needs_no_infra_or_tooling() -> None:
     """The image's builder stage copies model/ and a few service modules, nothing else."""
     for path in sorted((ROOT / "model").rglob("*.py")):

@@ -19,6 +19,7 @@ from infra.aws import limits, vpc_endpoints
 from infra.config import PROJECT
 from infra.k8s import labels
 from policy.guardrails import promotion, props
+from tools.delivery import promotion as delivery_promotion
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("infra", "policy", "tools", "service", "benchmarks")
@@ -80,7 +81,8 @@ LITERAL_FACTS: list[tuple[str, Check, set[str]]] = [
         lambda value: (
             value in (promotion.POLICY_NAME, promotion.CONFIG_KEY, promotion.ROLLBACK_KEY)
         ),
-        {"policy/guardrails/promotion.py"},
+        # The pack's own copy, and the tools' one home (held equal below).
+        {"policy/guardrails/promotion.py", "tools/delivery/promotion.py"},
     ),
     (
         "a Pulumi type token the pack shares",
@@ -130,8 +132,13 @@ def test_each_shared_name_is_defined_once(name: str, home: str) -> None:
 
 
 def test_the_disagreeing_pairs_now_agree() -> None:
-    # The pack's deliberate copy is held equal to the program's.
+    # The pack's deliberate copies are held equal to the program's and the tools'.
     assert props.GPU_RESOURCE == labels.GPU_RESOURCE == labels.GPU_TAINT_KEY
+    assert (promotion.POLICY_NAME, promotion.CONFIG_KEY, promotion.ROLLBACK_KEY) == (
+        delivery_promotion.POLICY_NAME,
+        delivery_promotion.POLICY_KEY,
+        delivery_promotion.ROLLBACK_KEY,
+    )
     # Kubernetes: an RFC 1123 label is at most 63 characters; the config and the CRD check used
     # to disagree on that limit (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/).
     for pattern in (labels.DNS_1123_LABEL, labels.DNS_1035_LABEL):

@@ -205,7 +205,7 @@ class StackConfig(BaseModel):
         tuple[Annotated[tuple[str, str], BeforeValidator(f.tag)], ...], f.STRING_LIST
     ] = Field((), alias="tags")
     #: Autoscaling: targets, scale to zero, node provisioner (``infra.scaling_config``).
-    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig.model_validate({}))
 
     @model_validator(mode="after")
     def _cross_key_rules(self, info: ValidationInfo) -> Self:

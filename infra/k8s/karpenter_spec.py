@@ -14,14 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from infra.aws.iam import document
-from infra.components.cluster import (
-    GPU_NODE_LABELS,
-    GPU_TAINT_EFFECT,
-    GPU_TAINT_KEY,
-    GPU_TAINT_VALUE,
-)
+from infra.components.cluster import GPU_NODE_LABELS
 from infra.config import CapacityType
-from infra.k8s.labels import GPU_RESOURCE
+from infra.k8s.labels import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
 
 NODE_POOL_NAME: Final = "gpu"
 NODE_CLASS_NAME: Final = "gpu"

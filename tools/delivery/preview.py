@@ -32,9 +32,8 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from policy.guardrails.promotion import CONFIG_KEY, POLICY_NAME
 from tools.delivery.pr_comment import fit_detail
-from tools.delivery.promotion import LONG_LIVED
+from tools.delivery.promotion import LONG_LIVED, POLICY_KEY, POLICY_NAME
 from tools.delivery.stacks import POLICY_PACK, Pulumi, describe_error, output_text
 
 LONG_LIVED_STACKS = LONG_LIVED
@@ -46,7 +45,7 @@ IMAGE_CONFIG_KEY = "torch-eks-inference:imageRef"
 PROMOTION_POLICY = POLICY_NAME
 #: Stack output with the image a long-lived stack runs now.
 IMAGE_OUTPUT = "imageRef"
-PROMOTION_CONFIG_KEY = CONFIG_KEY
+PROMOTION_CONFIG_KEY = POLICY_KEY
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}")
 
 

@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from infra.config import IMAGE_REF, PROJECT, Environment
-from policy.guardrails.promotion import CONFIG_KEY, POLICY_NAME, ROLLBACK_KEY
 
 LONG_LIVED = tuple(e.value for e in Environment if e is not Environment.PR)
 #: The stack whose verified digest prod may run, and the policy that enforces it.
 PROMOTION_SOURCE = {"staging": "dev", "prod": "staging"}
-#: The pack is the one home of its rule name and config keys (policy/guardrails/promotion.py).
-POLICY_KEY = CONFIG_KEY
+#: The pack's promotion rule and its config keys. policy/guardrails/promotion.py has its own copy
+#: (the pack imports nothing of ours, so it can be published alone); tests/test_facts.py holds
+#: the two equal, and the rest of tools/ imports these.
+POLICY_NAME = "prod-image-promoted-from-staging"
+POLICY_KEY = "stagingImageDigest"
+ROLLBACK_KEY = "rollbackImageDigest"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DOCKER_IMAGE = "docker:index/image:Image"
 
