@@ -527,6 +527,32 @@ def test_shipped_stacks_load_with_their_environment_defaults(stack: str) -> None
     assert cfg.scaling.latency_slo_ms == defaults["latencySloMs"]
 
 
+def with_project_defaults(config: dict[str, str]) -> dict[str, str]:
+    """What the Pulumi CLI hands the program: Pulumi.yaml's default for every key not set."""
+    config = dict(config)
+    for key, schema in project_config().items():
+        default = schema["default"]
+        if isinstance(default, bool):
+            text = "true" if default else "false"
+        elif isinstance(default, list):
+            text = json.dumps(default)
+        else:
+            text = str(default)
+        config.setdefault(f"{P}:{key}", text)
+    return config
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "pr-7"])
+def test_the_cli_injected_project_defaults_change_nothing(stack: str) -> None:
+    # The stack files leave most keys to infra/environments.py; under the real CLI those keys
+    # arrive as Pulumi.yaml's defaults (sentinels), which must mean exactly the same.
+    name = "pr-template" if stack.startswith("pr-") else stack
+    values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml")
+    plain = load_stack_config(stack, values, now=TODAY)
+    injected = load_stack_config(stack, with_project_defaults(values), now=TODAY)
+    assert injected == plain
+
+
 def test_every_long_lived_environment_sets_every_cluster_key() -> None:
     # pr stacks keep the model's "no cluster of my own" field defaults (0 AZs, no node groups);
     # a long-lived environment missing a cluster key would silently get those too.
@@ -553,15 +579,7 @@ def test_pr_template_loads_and_sets_only_pr_keys() -> None:
 
 def test_cluster_keys_at_their_project_defaults_are_accepted_on_pr_stacks() -> None:
     # The CLI injects Pulumi.yaml's defaults into pr stacks too.
-    config = raw(clusterStack="dev")
-    for key, schema in project_config().items():
-        default = schema["default"]
-        if isinstance(default, bool):
-            config.setdefault(f"{P}:{key}", "true" if default else "false")
-        elif isinstance(default, list):
-            config.setdefault(f"{P}:{key}", json.dumps(default))
-        else:
-            config.setdefault(f"{P}:{key}", str(default))
+    config = with_project_defaults(raw(clusterStack="dev"))
     assert load_stack_config("pr-3", config).is_ephemeral
 
 
