@@ -67,7 +67,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._flushed = time.monotonic()
         self._dirty = False
-        self._closed = threading.Event()
+        self._stop = threading.Event()
         threading.Thread(target=self._flush_periodically, name="log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -96,12 +96,12 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def close(self) -> None:
         """Write out what is buffered and stop the flushing thread."""
-        self._closed.set()
+        self._stop.set()
         self.flush_now()
         super().close()
 
     def _flush_periodically(self) -> None:
-        while not self._closed.wait(FLUSH_INTERVAL_S):
+        while not self._stop.wait(FLUSH_INTERVAL_S):
             if self._dirty:
                 self.flush_now()
 
