@@ -55,7 +55,8 @@ def test_warnings_and_shutdown_flush_at_once() -> None:
     handler.flush_now()
     logger.info("routine")
     logger.warning("urgent")
-    assert "urgent" in stream.flushed and "routine" in stream.flushed
+    assert "urgent" in stream.flushed
+    assert "routine" in stream.flushed
     logger.info("last words")
     handler.close()
     assert "last words" in stream.flushed
