@@ -34,11 +34,14 @@ are nearly always on their way, so this wait is often the full timeout); the res
 come back to the loop together, so its requests are encoded and answered one after another in one
 turn of the loop, the last waiting for the others; and the worker's Python around the forward
 pass takes the GIL from the loop for its turns. Batching pays for these by running one forward
-pass per batch instead of per request, which frees the loop's time for parsing. Both modes also
-shared a larger cause of their p99: Python's cyclic garbage collector walking the ~200,000 objects
-the imports leave, 60-240 ms per full collection measured here, on the event loop; since
-``service.server`` freezes them out of its sight once the server has started, a full collection
-walks only what was allocated since (see ``benchmarks/results.md`` for the p99 on and off).
+pass per batch instead of per request, which frees the loop's time for parsing, so at 64
+connections on a quiet machine p99 with batching came out below the unbatched server's (31 vs
+46 ms, medians of 4 interleaved 5 s cells). What made it worse in earlier runs was the machine:
+on these 2 shared cores a cell during which other work takes a core has a p99 several times
+longer, whichever mode it measures. Both modes can also be hit by a full collection of Python's
+cyclic garbage collector, which walks the ~200,000 objects the imports leave (60-240 ms measured
+here, on the event loop); ``service.server`` freezes those objects out of its sight once the
+server has started, so a full collection walks only what was allocated since.
 
 Overload. With ``max_queued_rows`` set, a request that finds the queue full (that many rows
 queued, or that many requests admitted and not yet answered) is refused at once

@@ -51,10 +51,9 @@ class DrainingServer(uvicorn.Server):
         """uvicorn's start-up, then move everything built so far out of the cyclic GC's sight.
 
         The imports (torch, FastAPI, pydantic) leave about 200,000 objects that live as long as
-        the process. Python's cyclic GC walks all of them at every full collection, which a
-        serving process under load triggers every few seconds: a pause of 60-240 ms measured
-        here, on the event loop, in the middle of whichever requests were in flight; that was
-        the p99 at concurrency 64. ``gc.freeze()`` moves them to a permanent generation the GC
+        the process. Python's cyclic GC walks all of them at every full collection: a pause
+        of 60-240 ms measured here, on the event loop, in the middle of whichever requests are
+        in flight. ``gc.freeze()`` moves them to a permanent generation the GC
         never scans (without a collection first, which would cost that pause once more at
         start-up); a full collection then only walks what was allocated since.
         """
