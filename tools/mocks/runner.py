@@ -6,10 +6,11 @@ wire format of secrets. Everything else (the plan tool, the manifest renderer, t
 through ``run``, ``run_component`` and the secret helpers here, so an SDK upgrade that moves
 those internals breaks one file. tests/test_architecture.py holds every other module to that.
 
-Config reaches the program both ways the engine uses: ``set_all_config`` and, as the language
-host passes it to the program process, the ``PULUMI_CONFIG`` / ``PULUMI_CONFIG_SECRET_KEYS``
-environment variables (pulumi/pulumi sdk/nodejs/cmd/pulumi-language-nodejs/main.go,
-``pulumiConfigVar``; the Python SDK reads them in ``pulumi.runtime.get_config_env``).
+Config reaches the program both ways the SDK knows: ``set_all_config`` (what the Automation API's
+inline programs get) and, as the Python language host hands it to the program process, the
+``PULUMI_CONFIG`` / ``PULUMI_CONFIG_SECRET_KEYS`` environment variables
+(pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go, ``pulumiConfigVar``; the SDK reads
+them with ``pulumi.runtime.get_config_env`` / ``get_config_secret_keys_env``).
 """
 
 from __future__ import annotations
