@@ -122,12 +122,12 @@ def _eks_cluster(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """EKS's endpoint, CA and OIDC issuer, in the shapes DescribeCluster returns them."""
     cluster = ctx.autoname(inputs)
     endpoint_id = hex_id("eks", cluster, length=32).upper()
-    oidc = {"issuer": f"https://oidc.eks.{ctx.region}.amazonaws.com/id/{endpoint_id}"}
+    oidc = {"issuer": f"https://oidc.{ctx.endpoint('eks')}/id/{endpoint_id}"}
     return {
         ID: cluster,
         "name": cluster,
         "arn": ctx.arn("eks", f"cluster/{cluster}"),
-        "endpoint": f"https://{endpoint_id}.gr7.{ctx.region}.eks.amazonaws.com",
+        "endpoint": f"https://{endpoint_id}.gr7.{ctx.region}.eks.{ctx.dns_suffix}",
         "certificateAuthority": {"data": base64.b64encode(_FAKE_CA_PEM.encode()).decode()},
         "identities": [{"oidcs": [oidc]}],
         "platformVersion": "eks.1",
@@ -192,7 +192,7 @@ def _ecr_repository(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "name": repo,
         "arn": ctx.arn("ecr", f"repository/{repo}"),
         "registryId": ctx.account_id,
-        "repositoryUrl": f"{ctx.account_id}.dkr.ecr.{ctx.region}.amazonaws.com/{repo}",
+        "repositoryUrl": f"{ctx.account_id}.{ctx.endpoint('dkr.ecr')}/{repo}",
     }
 
 
@@ -232,7 +232,7 @@ def _amp_workspace(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
         ID: ws,
         "arn": ctx.arn("aps", f"workspace/{ws}"),
         # AMP reports the endpoint with a trailing slash.
-        "prometheusEndpoint": f"https://aps-workspaces.{ctx.region}.amazonaws.com/workspaces/{ws}/",
+        "prometheusEndpoint": f"https://{ctx.endpoint('aps-workspaces')}/workspaces/{ws}/",
     }
 
 
@@ -284,7 +284,7 @@ def _sqs_queue(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
     retention = int(inputs.get("messageRetentionSeconds") or 345600)
     if not 60 <= retention <= 1_209_600:
         raise MockRejectedError(f"InvalidAttributeValue: retention {retention}")
-    url = f"https://sqs.{ctx.region}.amazonaws.com/{ctx.account_id}/{queue}"
+    url = f"https://{ctx.endpoint('sqs')}/{ctx.account_id}/{queue}"
     return {ID: url, "url": url, "name": queue, "arn": ctx.arn("sqs", queue)}
 
 

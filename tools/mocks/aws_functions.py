@@ -53,7 +53,7 @@ def _session_context(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 def _region(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     region = ctx.region
-    endpoint = f"ec2.{region}.amazonaws.com"
+    endpoint = ctx.endpoint("ec2")
     return {
         "name": region,
         "region": region,
@@ -67,16 +67,40 @@ def _partition(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     china = ctx.partition == "aws-cn"
     return {
         "partition": ctx.partition,
-        "dnsSuffix": "amazonaws.com.cn" if china else "amazonaws.com",
+        "dnsSuffix": ctx.dns_suffix,
         "reverseDnsPrefix": "cn.com.amazonaws" if china else "com.amazonaws",
         "id": ctx.partition,
     }
 
 
+#: How AZ IDs abbreviate the words of a region name (``ap-southeast-2`` -> ``apse2-az1``).
+_ZONE_WORDS: Final = {
+    "north": "n",
+    "south": "s",
+    "east": "e",
+    "west": "w",
+    "central": "c",
+    "northeast": "ne",
+    "northwest": "nw",
+    "southeast": "se",
+    "southwest": "sw",
+    "gov": "g",
+}
+
+
+def zone_code(region: str) -> str:
+    """The region's prefix of its AZ IDs: ``use1``, ``usw2``, ``euc1``, ``apse2``, ``cnnw1``.
+
+    https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html
+    """
+    geography, *words, number = region.split("-")
+    return geography + "".join(_ZONE_WORDS.get(w, w[:1]) for w in words) + number
+
+
 def _availability_zones(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {
         "names": [f"{ctx.region}{s}" for s in "abcd"],
-        "zoneIds": [f"usw2-az{i}" for i in range(1, 5)],
+        "zoneIds": [f"{zone_code(ctx.region)}-az{i}" for i in range(1, 5)],
         "groupNames": [ctx.region] * 4,
         "id": ctx.region,
     }
@@ -90,7 +114,7 @@ def _ecr_token(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "authorizationToken": base64.b64encode(f"AWS:{password}".encode()).decode(),
         "expiresAt": "2030-01-01T00:00:00Z",
         "password": password,
-        "proxyEndpoint": f"https://{registry}.dkr.ecr.{ctx.region}.amazonaws.com",
+        "proxyEndpoint": f"https://{registry}.{ctx.endpoint('dkr.ecr')}",
         "userName": "AWS",
         "id": ctx.region,
     }

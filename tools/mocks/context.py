@@ -59,6 +59,18 @@ class Context:
         """An ARN of a global service (IAM): no region field."""
         return f"arn:{self.partition}:{service}::{self.account_id}:{resource}"
 
+    @property
+    def dns_suffix(self) -> str:
+        """The domain of the partition's endpoints: ``amazonaws.com.cn`` in the China regions.
+
+        https://docs.amazonaws.cn/en_us/general/latest/gr/rande.html
+        """
+        return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+
+    def endpoint(self, service: str) -> str:
+        """The host of a regional service endpoint: ``<service>.<region>.<dns suffix>``."""
+        return f"{service}.{self.region}.{self.dns_suffix}"
+
     def autoname(self, inputs: Mapping[str, Any], key: str = "name") -> str:
         """The explicit name input, or Pulumi's auto-name for the logical name."""
         return str(inputs.get(key) or autoname(self.name))

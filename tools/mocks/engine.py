@@ -164,6 +164,17 @@ class ProgramMocks(pulumi.runtime.Mocks):
             raise NotImplementedError(f"ProgramMocks has no answer for function {token}")
         return function(dict(args), self.context(token))
 
+    def registered(
+        self, urn: str, typ: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], read: bool
+    ) -> None:
+        """One finished registration: the simulated account (if any) applies it or refuses it.
+
+        Raises what AWS would answer (``PlatformError``); the registration, and so the run,
+        fails with it.
+        """
+        if self.account is not None:
+            self.account.on_register(urn, typ, inputs, outputs, read=read)
+
     # ------------------------------------------------------------------ pulumi.runtime.Mocks
     def call(
         self, args: pulumi.runtime.MockCallArgs

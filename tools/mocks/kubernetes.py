@@ -49,7 +49,7 @@ def _service(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
     out["spec"] = spec
     if spec.get("type") == "LoadBalancer":
         host = f"k8s-{out['metadata']['name'][:20]}-{hex_id(name, length=10)}"
-        ingress = [{"hostname": f"{host}.elb.{ctx.region}.amazonaws.com"}]
+        ingress = [{"hostname": f"{host}.{ctx.endpoint('elb')}"}]
         out["status"] = {"loadBalancer": {"ingress": ingress}}
     return out
 

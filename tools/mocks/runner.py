@@ -86,10 +86,7 @@ class RecordingMonitor(MockMonitor):
     def _record(self, request: Any, response: Any, read: bool) -> None:
         inputs = rpc.deserialize_properties(request.properties if read else request.object)
         answered = rpc.deserialize_properties(response.properties if read else response.object)
-        account = self.engine.account
-        if account is not None:
-            # Raises what AWS would answer; the registration, and so the run, fails with it.
-            account.on_register(response.urn, request.type, inputs, answered, read=read)
+        self.engine.registered(response.urn, request.type, inputs, answered, read=read)
         self.registrations.append(
             Registration(
                 urn=response.urn,
