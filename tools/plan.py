@@ -24,6 +24,7 @@ import re
 import runpy
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -32,8 +33,7 @@ import pulumi
 import yaml
 
 from infra.config import PROJECT
-from tools.mocks import ProgramMocks, runner
-from tools.mocks.runner import ProgramRun as ProgramRun  # re-exported: the plan API
+from tools.mocks import ProgramMocks, RecordingMonitor, Registration, runner
 from tools.mocks.simulated_account import SimulatedAccount
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -57,6 +57,17 @@ _PR_STACK = re.compile(r"^pr-[1-9]\d*$")
 
 class PlanError(Exception):
     """The stack cannot be planned (no config file, unreadable YAML ...)."""
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    """Everything one run of the program under mocks produced."""
+
+    stack: str
+    registrations: list[Registration]
+    #: Stack outputs, resolved; secret ones are still wrapped (see ``secret_outputs``).
+    outputs: dict[str, Any]
+    secret_outputs: frozenset[str] = field(default_factory=frozenset)
 
 
 def config_file(stack: str) -> Path:
@@ -137,8 +148,15 @@ def run_program(
         secret_outputs={name: tuple(run.secret_outputs) for name, run in referenced.items()},
         account=account,
     )
-    return runner.run(
-        program or _run_main, mocks, stack, config, secret_keys=secret_keys, project=PROJECT
+    monitor = RecordingMonitor(mocks)
+    resolved, secret_names = runner.run(
+        program or _run_main, monitor, stack, config, secret_keys, project=PROJECT
+    )
+    return ProgramRun(
+        stack=stack,
+        registrations=list(monitor.registrations),
+        outputs=resolved,
+        secret_outputs=frozenset(secret_names),
     )
 
 

@@ -114,7 +114,13 @@ def test_a_failed_run_leaves_no_config_behind() -> None:
 
     before = {k: os.environ.get(k) for k in ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")}
     with pytest.raises(RuntimeError, match="the program failed"):
-        runner.run(failing, ProgramMocks(), "test", config, ["torch-eks-inference:secretThing"])
+        runner.run(
+            failing,
+            runner.RecordingMonitor(ProgramMocks()),
+            "test",
+            config,
+            ["torch-eks-inference:secretThing"],
+        )
     # The program saw its config the way the language host passes it ...
     assert seen == {"env": config, "secret_keys": ["torch-eks-inference:secretThing"]}
     # ... and nothing of it survives the run.
@@ -124,7 +130,7 @@ def test_a_failed_run_leaves_no_config_behind() -> None:
     def reads() -> None:
         seen["after"] = pulumi.Config("torch-eks-inference").get("secretThing")
 
-    runner.run(reads, ProgramMocks(), "test")
+    runner.run(reads, runner.RecordingMonitor(ProgramMocks()), "test")
     assert seen["after"] is None
 
 

@@ -13,5 +13,13 @@
 
 from tools.mocks.context import ACCOUNT_ID, DEPLOYER_ROLE, MockRejectedError
 from tools.mocks.engine import ProgramMocks, Registration
+from tools.mocks.runner import RecordingMonitor
 
-__all__ = ["ACCOUNT_ID", "DEPLOYER_ROLE", "MockRejectedError", "ProgramMocks", "Registration"]
+__all__ = [
+    "ACCOUNT_ID",
+    "DEPLOYER_ROLE",
+    "MockRejectedError",
+    "ProgramMocks",
+    "RecordingMonitor",
+    "Registration",
+]

@@ -3,8 +3,9 @@
 This is the one module that touches the Python SDK's private runtime: the settings reset between
 runs, the mock monitor, waiting for every outstanding registration (``run_pulumi_func``) and the
 wire format of secrets. Everything else (the plan tool, the manifest renderer, the tests) goes
-through ``run``, ``run_component`` and the secret helpers here, so an SDK upgrade that moves
-those internals breaks one file. tests/test_architecture.py holds every other module to that.
+through ``run`` with a ``RecordingMonitor``, ``run_component`` and the secret helpers here, so
+an SDK upgrade that moves those internals breaks one file; tests/test_architecture.py holds
+every other module to that.
 
 Config reaches the program both ways the SDK knows: ``set_all_config`` (what the Automation API's
 inline programs get) and, as the Python language host hands it to the program process, the
@@ -20,7 +21,6 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
@@ -34,17 +34,6 @@ from tools.mocks.engine import ProgramMocks, Registration
 #: The project every run registers under (Pulumi.yaml ``name``).
 DEFAULT_PROJECT: Final = "torch-eks-inference"
 _CONFIG_ENV: Final = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")
-
-
-@dataclass(frozen=True)
-class ProgramRun:
-    """Everything one run of the program under mocks produced."""
-
-    stack: str
-    registrations: list[Registration]
-    #: Stack outputs, resolved; secret ones are still wrapped (see ``secret_outputs``).
-    outputs: dict[str, Any]
-    secret_outputs: frozenset[str] = field(default_factory=frozenset)
 
 
 # ---------------------------------------------------------------------- secrets on the wire
@@ -140,19 +129,21 @@ def _config(config: Mapping[str, str], secret_keys: Sequence[str]) -> Iterator[N
 
 def run(
     program: Callable[[], None],
-    mocks: ProgramMocks,
+    monitor: RecordingMonitor,
     stack: str,
     config: Mapping[str, str] | None = None,
     secret_keys: Sequence[str] = (),
     project: str = DEFAULT_PROJECT,
-) -> ProgramRun:
-    """Run ``program`` as stack ``stack`` under ``mocks``; every registration finishes first.
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Run ``program`` as stack ``stack`` under ``monitor``'s engine; every registration finishes.
 
-    Each run starts from a fresh root Stack resource and RPC bookkeeping, so runs are
-    independent and can be repeated in one process. Raises whatever the program raises.
+    ``monitor.registrations`` then holds what the program declared, in order; the result is the
+    stack outputs, resolved (secret ones still wrapped), and the names of the secret ones. Each
+    run starts from a fresh root Stack resource and RPC bookkeeping, so runs are independent and
+    can be repeated in one process. Raises whatever the program raises.
     """
     _ensure_event_loop()
-    monitor = RecordingMonitor(mocks)
+    mocks = monitor.engine
     settings.ROOT.set(None)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
@@ -176,7 +167,7 @@ def run(
 
     with _config(config or {}, secret_keys):
         _sync_await(run_pulumi_func(declare))
-    return ProgramRun(stack, list(monitor.registrations), resolved, frozenset(secret_names))
+    return resolved, frozenset(secret_names)
 
 
 def run_component(
@@ -194,4 +185,6 @@ def run_component(
     def program() -> None:
         build()
 
-    return run(program, ProgramMocks(region=region), stack, config).registrations
+    monitor = RecordingMonitor(ProgramMocks(region=region))
+    run(program, monitor, stack, config)
+    return list(monitor.registrations)
