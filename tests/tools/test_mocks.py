@@ -6,7 +6,9 @@ Sources for the shapes checked here:
   https://docs.amazonaws.cn/en_us/general/latest/gr/rande.html; an ECR registry there is
   ``<account>.dkr.ecr.cn-northwest-1.amazonaws.com.cn`` (aws/aws-cdk#28460).
 - ARNs: ``arn:<partition>:<service>:<region>:<account>:<resource>``, IAM without a region:
-  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html; an alarm's ends in
+  ``:alarm:<name>`` (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_TagResource.html);
+  dashboards are global (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-dashboard.html).
 - Availability Zone IDs (``use1-az1``, ``euc1-az1``, ``apse2-az1``), listed per region:
   https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html
 """
@@ -34,6 +36,10 @@ def _declare_services() -> None:
     aws.amp.Workspace("amp")
     aws.sqs.Queue("queue", name="interruptions")
     aws.iam.Role("role", assume_role_policy="{}")
+    aws.cloudwatch.MetricAlarm(
+        "alarm", name="svc-5xx", comparison_operator="GreaterThanThreshold", evaluation_periods=1
+    )
+    aws.cloudwatch.Dashboard("board", dashboard_name="svc", dashboard_body="{}")
     k8s.core.v1.Service(
         "svc",
         metadata={"name": "svc", "namespace": "ns"},
@@ -80,14 +86,17 @@ def test_every_arn_names_the_partition_region_and_account(
 ) -> None:
     region, registrations = services
     arns = [s for r in registrations for s in _strings(dict(r.outputs)) if s.startswith("arn:")]
-    assert len(arns) >= 5
+    assert len(arns) >= 7
+    assert any(arn.endswith(":alarm:svc-5xx") for arn in arns)
     for arn in arns:
         _, partition, service, arn_region, account, _resource = arn.split(":", 5)
         if "role/r" in arn:  # the input this test passed, not an answer
             continue
         assert partition == REGIONS[region], arn
         assert account == ACCOUNT_ID, arn
-        assert arn_region == ("" if service == "iam" else region), arn
+        # IAM and CloudWatch dashboards are global: no region in their ARNs.
+        global_ = service == "iam" or _resource.startswith("dashboard/")
+        assert arn_region == ("" if global_ else region), arn
 
 
 @pytest.mark.parametrize(

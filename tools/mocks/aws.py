@@ -118,6 +118,40 @@ def _log_group(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {ID: group, "name": group, "arn": ctx.arn("logs", f"log-group:{group}")}
 
 
+def _metric_alarm(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """An alarm is known by its name; its ARN ends in ``:alarm:<name>``.
+
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_TagResource.html
+    """
+    name = ctx.autoname(inputs)
+    return {ID: name, "name": name, "arn": ctx.arn("cloudwatch", f"alarm:{name}")}
+
+
+def _dashboard(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Dashboards are global (no region in the ARN); the provider calls it ``dashboardArn``.
+
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-dashboard.html
+    """
+    name = ctx.autoname(inputs, "dashboardName")
+    return {ID: name, "dashboardArn": ctx.global_arn("cloudwatch", f"dashboard/{name}")}
+
+
+def _log_metric_filter(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A metric filter has a name and no ARN."""
+    name = ctx.autoname(inputs)
+    return {ID: name, "name": name}
+
+
+def _access_policy_association(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """No ARN: the id joins cluster, principal and policy with ``#``.
+
+    hashicorp/terraform-provider-aws internal/service/eks/access_policy_association.go
+    (accessPolicyAssociationCreateResourceID).
+    """
+    parts = (inputs.get("clusterName"), inputs.get("principalArn"), inputs.get("policyArn"))
+    return {ID: "#".join(str(p) for p in parts)}
+
+
 def _eks_cluster(inputs: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """EKS's endpoint, CA and OIDC issuer, in the shapes DescribeCluster returns them."""
     cluster = ctx.autoname(inputs)
@@ -324,6 +358,10 @@ RESOURCES: Final[Mapping[str, OutputFn]] = {
     "aws:iam/rolePolicy:RolePolicy": _role_policy,
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _role_policy_attachment,
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _metric_alarm,
+    "aws:cloudwatch/dashboard:Dashboard": _dashboard,
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": _log_metric_filter,
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": _access_policy_association,
     "aws:eks/cluster:Cluster": _eks_cluster,
     "aws:eks/nodeGroup:NodeGroup": _node_group,
     "aws:eks/addon:Addon": _addon,
