@@ -32,7 +32,9 @@ REGIONS = {"us-west-2": "aws", "cn-north-1": "aws-cn", "us-gov-west-1": "aws-us-
 def _declare_services() -> None:
     """One resource of each service whose answers carry endpoints or URLs."""
     aws.ecr.Repository("repo", name="team/app")
-    aws.eks.Cluster("eks", name="c1", role_arn="arn:aws:iam::1:role/r", vpc_config={})
+    aws.eks.Cluster(
+        "eks", name="c1", role_arn="arn:aws:iam::1:role/r", vpc_config={"subnet_ids": []}
+    )
     aws.amp.Workspace("amp")
     aws.sqs.Queue("queue", name="interruptions")
     aws.iam.Role("role", assume_role_policy="{}")
