@@ -31,7 +31,8 @@ from infra.aws.iam import (
     pod_identity_trust,
 )
 from infra.components import load_balancer_controller as lbc
-from infra.components.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY, SYSTEM_NODE_LABELS
+from infra.components.cluster import GPU_NODE_LABELS, SYSTEM_NODE_LABELS
+from infra.k8s.labels import GPU_TAINT_KEY
 
 #: Helm charts, pinned: (repository, chart, version).
 NVIDIA_DEVICE_PLUGIN_CHART: Final = (

@@ -24,14 +24,11 @@ from infra.aws.iam import (
     service_trust,
 )
 from infra.config import CapacityType, NodeScaling
+from infra.k8s.labels import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
 
 #: Every control-plane log type EKS can ship to CloudWatch.
 CONTROL_PLANE_LOG_TYPES: Final = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 
-#: Taint that keeps everything but GPU workloads off the GPU nodes.
-GPU_TAINT_KEY: Final = "nvidia.com/gpu"
-GPU_TAINT_VALUE: Final = "true"
-GPU_TAINT_EFFECT: Final = "NoSchedule"
 #: Labels of the GPU nodes; the workload's nodeSelector and the autoscaler templates use them.
 GPU_NODE_LABELS: Final[Mapping[str, str]] = {
     "workload-class": "gpu",
@@ -142,7 +139,7 @@ def node_template_tags(
     key, value, effect = taint
     tags = {f"{NODE_TEMPLATE_PREFIX}/label/{k}": v for k, v in labels.items()}
     tags[f"{NODE_TEMPLATE_PREFIX}/taint/{key}"] = f"{value}:{effect}"
-    tags[f"{NODE_TEMPLATE_PREFIX}/resources/nvidia.com/gpu"] = str(gpus)
+    tags[f"{NODE_TEMPLATE_PREFIX}/resources/{GPU_RESOURCE}"] = str(gpus)
     return tags
 
 

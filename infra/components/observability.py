@@ -22,16 +22,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import logs_service_statement
+from infra.aws.limits import CLOUDWATCH_RETENTION_DAYS as ALLOWED_RETENTION_DAYS
 from infra.k8s.pod import require_dns_label
 from service import contract
 
 #: The log groups the amazon-cloudwatch-observability add-on writes to, per cluster.
 CONTAINER_INSIGHTS_LOG_TYPES = ("application", "dataplane", "host", "performance")
-#: Retention values CloudWatch Logs accepts (days).
-ALLOWED_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
 #: Where Fluent Bit (Container Insights) puts the parsed JSON of a log line: its kubernetes
 #: filter runs with ``Merge_Log On`` and ``Merge_Log_Key log_processed``; the raw line stays in
 #: ``log`` and the pod's metadata goes under ``kubernetes``.

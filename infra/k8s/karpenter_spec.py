@@ -14,13 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from infra.aws.iam import document
-from infra.components.cluster import (
-    GPU_NODE_LABELS,
-    GPU_TAINT_EFFECT,
-    GPU_TAINT_KEY,
-    GPU_TAINT_VALUE,
-)
+from infra.components.cluster import GPU_NODE_LABELS
 from infra.config import CapacityType
+from infra.k8s.labels import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
 
 NODE_POOL_NAME: Final = "gpu"
 NODE_CLASS_NAME: Final = "gpu"
@@ -267,5 +263,5 @@ def node_pool_spec(
             "consolidateAfter": f"{consolidate_after_seconds}s",
         },
         # The bill's ceiling: never more GPUs than gpuNodeMax nodes of the smallest type carry.
-        "limits": {"nvidia.com/gpu": str(gpu_limit)},
+        "limits": {GPU_RESOURCE: str(gpu_limit)},
     }
