@@ -16,7 +16,9 @@ def test_inventory_is_sorted_masked_and_json_ready(stack_run: Callable[[str], In
     entries = plan.inventory(stack_run("dev").run)
     keys = [(e["type"], e["name"], e["parent"] or "") for e in entries]
     assert keys == sorted(keys)
-    assert all(set(e) == {"type", "name", "parent", "urn", "protect", "inputs"} for e in entries)
+    assert all(
+        set(e) == {"type", "name", "parent", "urn", "aliases", "protect", "inputs"} for e in entries
+    )
     text = json.dumps(entries, sort_keys=True)
     assert "4dabf18193072939515e22adb298388d" not in text  # no raw secret markers
     by_name = {e["name"]: e for e in entries}
