@@ -43,7 +43,7 @@ from infra.components.observability import (
     ServiceMonitoring,
     ServiceMonitoringArgs,
 )
-from infra.components.vpc import Network, NetworkArgs
+from infra.components.vpc import Vpc, VpcArgs
 from infra.components.workload import Workload, WorkloadArgs
 from infra.config import Environment, ImageVariant, StackConfig, gpus_of
 from infra.scaling_config import NodeProvisioner, ScaleToZero
@@ -155,7 +155,7 @@ def _delivery_registry(cfg: StackConfig) -> Registry:
 
 def _autoscaling(
     cfg: StackConfig,
-    network: Network,
+    network: Vpc,
     cluster: Cluster,
     provider: k8s.Provider,
     addons: Addons,
@@ -222,9 +222,9 @@ def long_lived(cfg: StackConfig) -> None:
     """A whole environment: its own VPC, cluster, registry, secret and service."""
     image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
     tags = cfg.resource_tags
-    network = Network(
+    network = Vpc(
         "network",
-        NetworkArgs(
+        VpcArgs(
             cluster_name=cfg.cluster_name,
             vpc_cidr=cfg.vpc_cidr,
             az_count=cfg.az_count,

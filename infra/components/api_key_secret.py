@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.aws.iam import AccountContext, account_root_statement, document, pod_identity_trust
+from infra.components.types import component_options, type_token
 from infra.config import SecretStr
 
 #: The only actions the service's role may perform.
@@ -75,7 +76,8 @@ class ApiKeySecret(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ApiKeySecretArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:ApiKeySecret", name, None, opts)
+        token = type_token("secrets", "ApiKeySecret")
+        super().__init__(token, name, None, component_options(token, opts))
         ctx = AccountContext(self)
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)

@@ -23,6 +23,7 @@ from infra.aws.iam import (
     managed_policy_output,
     service_trust,
 )
+from infra.components.types import component_options, type_token
 from infra.config import CapacityType, NodeScaling
 
 #: Every control-plane log type EKS can ship to CloudWatch.
@@ -243,7 +244,8 @@ class Cluster(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Cluster", name, None, opts)
+        token = type_token("cluster", "Cluster")
+        super().__init__(token, name, None, component_options(token, opts))
         self._args = args
         self._ctx = AccountContext(self)
         tags = dict(args.tags)

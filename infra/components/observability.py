@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import logs_service_statement
+from infra.components.types import component_options, type_token
 from infra.k8s.pod import require_dns_label
 from service import contract
 
@@ -138,7 +139,8 @@ class ContainerInsightsLogs(pulumi.ComponentResource):
         args: ContainerInsightsLogsArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("torch-inference:observability:ContainerInsightsLogs", name, None, opts)
+        token = type_token("observability", "ContainerInsightsLogs")
+        super().__init__(token, name, None, component_options(token, opts))
         policy = pulumi.Output.all(args.account_id, args.cluster_name).apply(
             lambda values: json.dumps(
                 logs_key_policy(
@@ -448,7 +450,8 @@ class ServiceMonitoring(pulumi.ComponentResource):
         args: ServiceMonitoringArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("torch-inference:observability:ServiceMonitoring", name, None, opts)
+        token = type_token("observability", "ServiceMonitoring")
+        super().__init__(token, name, None, component_options(token, opts))
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         cluster = pulumi.Output.from_input(args.cluster_name)

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.vpc_endpoints import create_vpc_endpoints
+from infra.components.types import component_options, type_token
 from infra.config import NatPolicy
 
 #: Subnet tags the AWS load balancer integrations look for.
@@ -37,8 +38,8 @@ def plan_subnets(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
 
 
 @dataclass(frozen=True)
-class NetworkArgs:
-    """Inputs of ``Network``."""
+class VpcArgs:
+    """Inputs of ``Vpc``."""
 
     cluster_name: str
     vpc_cidr: str
@@ -50,7 +51,7 @@ class NetworkArgs:
     existing_public_subnet_ids: Sequence[str] = field(default_factory=tuple)
 
 
-class Network(pulumi.ComponentResource):
+class Vpc(pulumi.ComponentResource):
     """Private and public subnets for the cluster, with internet egress through NAT.
 
     A VPC it creates also gets endpoints for ECR, S3, STS, Secrets Manager and CloudWatch Logs
@@ -66,9 +67,10 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: pulumi.Output[list[str]]
 
     def __init__(
-        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: VpcArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Network", name, None, opts)
+        token = type_token("network", "Vpc")
+        super().__init__(token, name, None, component_options(token, opts))
         if args.existing_vpc_id:
             self._adopt(args)
         else:
@@ -81,7 +83,7 @@ class Network(pulumi.ComponentResource):
             }
         )
 
-    def _adopt(self, args: NetworkArgs) -> None:
+    def _adopt(self, args: VpcArgs) -> None:
         # Reading the VPC fails the preview early when the id does not exist in this account.
         vpc = aws.ec2.get_vpc_output(
             id=args.existing_vpc_id, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -90,7 +92,7 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.from_input(list(args.existing_private_subnet_ids))
         self.public_subnet_ids = pulumi.Output.from_input(list(args.existing_public_subnet_ids))
 
-    def _create(self, name: str, args: NetworkArgs) -> None:
+    def _create(self, name: str, args: VpcArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         shared = {cluster_tag(args.cluster_name): "shared"}

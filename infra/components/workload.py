@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.components.types import component_options, type_token
 from infra.config import ROLLOUT_MAX_SURGE
 from infra.k8s.network_policies import (
     SERVICE_EXPOSURES,
@@ -146,7 +147,8 @@ class Workload(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-inference:workload:Workload", name, None, opts)
+        token = type_token("workload", "Workload")
+        super().__init__(token, name, None, component_options(token, opts))
         child = pulumi.ResourceOptions(parent=self)
         selector = {
             "app.kubernetes.io/name": args.app_name,
