@@ -18,8 +18,9 @@ name), and each own alias moved under it. ``create_urn`` joins a parent URN (up 
 matches an old URN to a new resource only through an alias the program declared.
 
 The SDK's mock monitor (``MockMonitor.make_urn`` in pulumi/runtime/mocks.py) keeps only the
-parent's last type in a child's URN; the engine keeps the whole chain (``create_urn`` above), so
-that renaming a grandparent's type changes the URN too. :func:`engine_urns` rebuilds the
+parent's last type in a child's URN, the root stack's included; the engine keeps the whole chain
+but leaves out the root stack (its generateURN), so that renaming a grandparent's type changes
+the URN too. :func:`engine_urns` rebuilds the
 engine's URNs from the recorded parent links, and the aliases are computed on those.
 """
 
@@ -48,10 +49,21 @@ class AliasRecordingMonitor(RecordingMonitor):
         return response
 
 
+#: The engine leaves the root stack's type out of its children's URNs.
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
 def create_urn(name: str, type_: str, parent_urn: str | None, project: str, stack: str) -> str:
-    """The URN of a resource, as ``pulumi.runtime.resource.create_urn`` builds it."""
+    """The URN of a resource, as ``pulumi.runtime.resource.create_urn`` and the engine build it.
+
+    A child of the root stack has no parent type in its URN (the engine's generateURN skips
+    ``resource.RootStackType``); the stack and project then come from the parent's URN.
+    """
     if parent_urn:
-        return f"{parent_urn[: parent_urn.rfind('::')]}${type_}::{name}"
+        parts = parent_urn.split("::")
+        if parts[2] != ROOT_STACK_TYPE:
+            return f"{parent_urn[: parent_urn.rfind('::')]}${type_}::{name}"
+        stack, project = parts[0].removeprefix("urn:pulumi:"), parts[1]
     return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
 
 
@@ -79,7 +91,7 @@ def engine_urns(registrations: Sequence[Registration]) -> dict[str, str]:
     result: dict[str, str] = {}
     for reg in registrations:
         parent = result.get(reg.parent_urn or "", reg.parent_urn)
-        if parent is None or "$" not in reg.urn.split("::")[2]:
+        if parent is None:
             result[reg.urn] = reg.urn
         else:
             result[reg.urn] = create_urn(reg.name, reg.type, parent, "", "")

@@ -42,6 +42,7 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MAX_VALUE_CHARS = 120
 _TABLE_HEAD = ("| input | before | after |", "| --- | --- | --- |")
 _PLAN_TIMEOUT_S = 600
+_ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 class PlanDiffError(Exception):
@@ -157,8 +158,8 @@ def _engine_urns(inventory: list[dict[str, Any]]) -> list[str]:
     """Each entry's URN with every ancestor's type, as the engine builds it.
 
     Plan tools before ``tools.aliases`` printed the SDK mock monitor's URNs, which keep only the
-    parent's last type; the parent is found by its name and that type, and its own URN rebuilt
-    first. URNs that already hold the whole chain come out unchanged.
+    parent's last type (and the root stack's); the parent is found by its name and that type,
+    and its own URN rebuilt first. URNs already in the engine's form come out unchanged.
     """
     by_name_type: dict[tuple[str, str], list[int]] = {}
     for position, entry in enumerate(inventory):
@@ -171,7 +172,10 @@ def _engine_urns(inventory: list[dict[str, Any]]) -> list[str]:
         entry = inventory[position]
         urn, parent = str(entry.get("urn") or ""), entry.get("parent")
         chain = urn.split("::")[2].split("$") if urn.count("::") >= 3 else []
-        if parent is not None and len(chain) >= 2 and depth < 64:
+        if parent is None and chain[:1] == [_ROOT_STACK_TYPE] and len(chain) == 2:
+            # The engine leaves the root stack's type out (the SDK's mock monitor does not).
+            urn = urn.replace(f"::{_ROOT_STACK_TYPE}$", "::", 1)
+        elif parent is not None and len(chain) >= 2 and depth < 64:
             candidates = by_name_type.get((parent, chain[-2]), [])
             if len(candidates) != 1:
                 raise PlanDiffError(
