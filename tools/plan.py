@@ -10,8 +10,9 @@ StackReference. Config values stored encrypted (``secure:``) cannot be read with
 key and are replaced by a placeholder that is itself marked secret.
 
 The JSON format is the interface other tools build on: a list sorted by (type, name, parent) of
-``{"type", "name", "parent", "urn", "aliases", "protect", "inputs"}``; every secret value is
-masked as ``"[secret]"``. ``urn`` is the engine's (every ancestor's type; see
+``{"type", "name", "parent", "urn", "aliases", "component", "protect", "inputs"}``; every secret
+value is masked as ``"[secret]"``; ``component`` is true for a ComponentResource (an entry in the
+state, nothing in the cloud). ``urn`` is the engine's (every ancestor's type; see
 ``tools.aliases``), ``aliases`` are the old URNs the engine would match this resource
 against (its own ``aliases`` option and those inherited from its parents, see ``tools.aliases``).
 ``collect(stack)`` returns the same list; ``run_program(stack)`` the raw registrations and stack
@@ -248,6 +249,7 @@ def inventory(run: ProgramRun) -> list[dict[str, Any]]:
             "parent": r.parent_name,
             "urn": run.engine_urns.get(r.urn, r.urn),
             "aliases": list(run.aliases.get(r.urn, ())),
+            "component": not r.custom,
             "protect": r.protect,
             "inputs": mask_secrets(dict(r.inputs)),
         }

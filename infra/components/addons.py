@@ -179,8 +179,8 @@ class BeforeComputeAddons(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BeforeComputeAddonsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("cluster", "BeforeComputeAddons")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("cluster", "BeforeComputeAddons")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self.addons = {
             addon: managed_addon(
                 f"{name}-{addon}",
@@ -247,8 +247,8 @@ class Addons(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: AddonsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("cluster", "Addons")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("cluster", "Addons")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self._args = args
         self._ctx = AccountContext(self)
         self._pod_identity_agent = args.before_compute.addons["eks-pod-identity-agent"]

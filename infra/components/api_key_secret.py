@@ -76,8 +76,8 @@ class ApiKeySecret(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ApiKeySecretArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("secrets", "ApiKeySecret")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("secrets", "ApiKeySecret")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         ctx = AccountContext(self)
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)

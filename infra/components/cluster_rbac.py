@@ -56,8 +56,8 @@ class WorkloadDeployerRbac(pulumi.ComponentResource):
     """ClusterRole + ClusterRoleBinding for ``WORKLOAD_DEPLOYERS_GROUP``."""
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        token = type_token("cluster", "WorkloadDeployerRbac")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("cluster", "WorkloadDeployerRbac")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         role = k8s.rbac.v1.ClusterRole(
             f"{name}-role",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="torch-eks-inference-workload-deployer"),

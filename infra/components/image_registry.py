@@ -146,8 +146,8 @@ class Registry(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("registry", "Registry")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("registry", "Registry")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
         key = aws.kms.Key(
             f"{name}-key",
@@ -254,8 +254,8 @@ class ServiceImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("registry", "ServiceImage")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("registry", "ServiceImage")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         token = aws.ecr.get_authorization_token_output(
             registry_id=args.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )

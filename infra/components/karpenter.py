@@ -83,8 +83,8 @@ class Karpenter(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("scaling", "Karpenter")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("scaling", "Karpenter")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self._args = args
         self._ctx = AccountContext(self)
         version = karpenter_chart_version(args.kubernetes_version)

@@ -109,8 +109,8 @@ class Keda(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
-        token = type_token("scaling", "Keda")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("scaling", "Keda")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         ctx = AccountContext(self)
         version = keda_chart_version(args.kubernetes_version)
         role = aws.iam.Role(

@@ -114,8 +114,8 @@ class ManagedPrometheus(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ManagedPrometheusArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("observability", "ManagedPrometheus")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("observability", "ManagedPrometheus")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         ctx = AccountContext(self)
         tags = dict(args.tags)
         protect = args.deletion_protection

@@ -139,8 +139,8 @@ class ContainerInsightsLogs(pulumi.ComponentResource):
         args: ContainerInsightsLogsArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        token = type_token("observability", "ContainerInsightsLogs")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("observability", "ContainerInsightsLogs")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         policy = pulumi.Output.all(args.account_id, args.cluster_name).apply(
             lambda values: json.dumps(
                 logs_key_policy(
@@ -450,8 +450,8 @@ class ServiceMonitoring(pulumi.ComponentResource):
         args: ServiceMonitoringArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        token = type_token("observability", "ServiceMonitoring")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("observability", "ServiceMonitoring")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         cluster = pulumi.Output.from_input(args.cluster_name)

@@ -67,3 +67,18 @@ def component_options(
     return pulumi.ResourceOptions.merge(
         opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=legacy)])
     )
+
+
+def moved_from(token: str, name: str) -> list[pulumi.Alias]:
+    """Aliases of a resource that sat directly under the top-level component ``name``.
+
+    For resources moved from that component into a new sub-component: their old parent is the
+    component under its legacy token (``torch-eks:infra:Cluster::cluster``), a URN the renamed
+    component no longer has, so the alias names it as a URN string (an ``Alias.parent`` may be
+    a resource or a URN). Goes with ``LEGACY_TYPES``.
+    """
+    legacy = LEGACY_TYPES.get(token)
+    if legacy is None:
+        return []
+    urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{legacy}::{name}"
+    return [pulumi.Alias(parent=urn)]

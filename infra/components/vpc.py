@@ -69,8 +69,8 @@ class Vpc(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: VpcArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("network", "Vpc")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("network", "Vpc")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         if args.existing_vpc_id:
             self._adopt(args)
         else:

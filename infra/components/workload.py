@@ -147,8 +147,8 @@ class Workload(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        token = type_token("workload", "Workload")
-        super().__init__(token, name, None, component_options(token, opts))
+        component_type = type_token("workload", "Workload")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         child = pulumi.ResourceOptions(parent=self)
         selector = {
             "app.kubernetes.io/name": args.app_name,

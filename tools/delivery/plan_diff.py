@@ -90,6 +90,7 @@ class _Entry:
     inputs: Mapping[str, Any]
     aliases: tuple[str, ...]
     protect: bool = False
+    component: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class PlanDiff:
     protected: frozenset[ResourceKey] = frozenset()
     #: Resources whose URN changed and that an alias carries over (no replacement).
     aliased: int = 0
+    #: Added or removed ComponentResources: entries in the state, nothing in the cloud.
+    components: frozenset[ResourceKey] = frozenset()
 
     @property
     def updates(self) -> tuple[ResourceChange, ...]:
@@ -223,7 +226,9 @@ def _entries(inventory: object) -> dict[str, _Entry]:
         key = ResourceKey(type_, name, parent, urn)
         if key.identity in indexed:
             raise PlanDiffError(f"inventory declares {type_} {name!r} twice under {parent!r}")
-        indexed[key.identity] = _Entry(key, inputs, tuple(aliases), entry.get("protect", False))
+        indexed[key.identity] = _Entry(
+            key, inputs, tuple(aliases), entry.get("protect", False), entry.get("component") is True
+        )
     return _with_engine_urns(inventory, indexed)
 
 
@@ -236,7 +241,9 @@ def _with_engine_urns(inventory: list[Any], indexed: dict[str, _Entry]) -> dict[
         key = ResourceKey(entry.key.type, entry.key.name, entry.key.parent, urn)
         if key.identity in rekeyed:
             raise PlanDiffError(f"inventory declares {key.type} {key.name!r} twice as {urn}")
-        rekeyed[key.identity] = _Entry(key, entry.inputs, entry.aliases, entry.protect)
+        rekeyed[key.identity] = _Entry(
+            key, entry.inputs, entry.aliases, entry.protect, entry.component
+        )
     return rekeyed
 
 
@@ -326,7 +333,13 @@ def diff_inventories(base: object, head: object) -> PlanDiff:
         else:
             unchanged += 1
     moved = sum(1 for new_id, old_id in pairs.items() if new_id != old_id)
-    return PlanDiff(added, removed, tuple(changed), unchanged, protected, moved)
+    components = frozenset(
+        e.key
+        for side, ids in ((new, new.keys() - pairs.keys()), (old, old.keys() - kept))
+        for e in (side[i] for i in ids)
+        if e.component
+    )
+    return PlanDiff(added, removed, tuple(changed), unchanged, protected, moved, components)
 
 
 def _is_sensitive(path: str) -> bool:
@@ -359,15 +372,23 @@ SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
 
 def summary_line(diff: PlanDiff) -> str:
     """``**N to update** · N to replace · N to create · N to delete · N unchanged``."""
-    return (
+    line = (
         f"**{len(diff.updates)} to update** · {len(diff.replacements)} to replace · "
         f"{len(diff.added)} to create · {len(diff.removed)} to delete · "
         f"{diff.unchanged} unchanged"
     )
+    if diff.components:
+        line += (
+            f" ({len(diff.components)} of the creates and deletes are components: "
+            "Pulumi state only, no cloud resource)"
+        )
+    return line
 
 
-def _resource_line(action: str, key: ResourceKey, protected: bool) -> str:
+def _resource_line(action: str, key: ResourceKey, protected: bool, component: bool = False) -> str:
     line = f"`{SYMBOLS[action]}` {action} {key.label()}"
+    if component:
+        line += " · component (state only)"
     if protected:
         line += " · `protect`"
         if action in ("replace", "delete"):
@@ -429,7 +450,7 @@ def render_markdown(diff: PlanDiff, stack: str, base: Side, head: Side) -> str:
         if entries:
             lines += ["", f"#### {title} ({len(entries)})", ""]
             lines += [
-                f"- {_resource_line(action, key, key in diff.protected)}: "
+                f"- {_resource_line(action, key, key in diff.protected, key in diff.components)}: "
                 f"{len(flatten_inputs(dict(inputs)))} inputs"
                 for key, inputs in entries
             ]
