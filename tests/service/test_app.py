@@ -15,9 +15,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from service.app import ServableModel, create_app, service_state
+from service.app import create_app, service_runtime
 from service.contract import API_KEY_HEADER, PATHS, REQUEST_ID_HEADER, RETRY_AFTER_SECONDS
 from service.model_loader import load_model
+from service.runtime import ServableModel
 from tests.service.conftest import AppFactory, settings_for, wait_ready
 
 INFER = "/v2/models/digits/infer"
@@ -268,7 +269,7 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         assert client.get(PATHS.STARTUP).status_code == 200
         assert READY_SERIES + " 1.0" in client.get(PATHS.METRICS).text
         assert "connection" not in client.get(PATHS.LIVE).headers
-        service_state(app).begin_shutdown()  # what SIGTERM does first
+        service_runtime(app).begin_shutdown()  # what SIGTERM does first
         draining = client.get(PATHS.READY)
         assert draining.status_code == 503
         assert "shutting down" in error_of(draining)
@@ -480,7 +481,7 @@ def test_a_failing_batch_is_a_clear_500_for_its_requests_only(tiny_model_dir: Pa
 @pytest.mark.anyio
 async def test_a_body_that_stops_arriving_is_a_408_not_a_hang(tiny_model_dir: Path) -> None:
     app = create_app(settings_for(tiny_model_dir), body_timeout_s=0.2)
-    state = service_state(app)
+    state = service_runtime(app)
     state.load()
     scope = {
         "type": "http",
@@ -512,7 +513,7 @@ async def test_a_body_that_stops_arriving_is_a_408_not_a_hang(tiny_model_dir: Pa
 
     with anyio.fail_after(5):
         await app(scope, receive, send)
-    state.close(5)
+    state.stop(5)
     assert sent[0]["status"] == 408
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
     assert "did not arrive within 0.2 s" in body["error"]
@@ -522,7 +523,7 @@ def test_a_full_queue_is_a_503_with_retry_after_at_once(tiny_model_dir: Path) ->
     app = create_app(settings_for(tiny_model_dir, max_queued_rows=2))
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(app)
-        batcher = service_state(app).batcher
+        batcher = service_runtime(app).batcher
         assert batcher is not None
         # Three rows counted as waiting (as if the worker were busy) fill a bound of 2.
         batcher._queued_rows = 3
