@@ -32,6 +32,9 @@ from service.metrics import ServiceMetrics
 from service.runtime import BODY_TIMEOUT_S, ModelLoader, ServiceRuntime, default_model_loader
 from service.settings import Settings
 
+#: One router per concern; their routes are the app's routes, in this order.
+_ROUTERS = (health, metadata, inference, predict, operations)
+
 _DESCRIPTION = (
     "A PyTorch model behind the Open Inference Protocol v2 (KServe / Triton REST, with the "
     "binary tensor data extension), plus a simple /predict route. Errors are always "
@@ -71,10 +74,11 @@ def create_app(
         # Prometheus and the JSON access log are this service's telemetry; FastAPI's OpenTelemetry
         # hooks would only add a per-request check that nothing is configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # The routers' routes themselves, not include_router(): FastAPI resolves an included
+        # router per request (+4 to +24 us CPU per request on the probes, metadata and 404s).
+        routes=[route for module in _ROUTERS for route in module.router.routes],
     )
     app.state.runtime = runtime
-    for module in (health, metadata, inference, predict, operations):
-        app.include_router(module.router)
     install_error_handlers(app)
     # Added first, so it runs inside the access middleware (the last one added is the outermost).
     app.add_middleware(
