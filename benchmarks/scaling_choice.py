@@ -61,7 +61,7 @@ class StackProfile:
 
 
 def profiles() -> dict[str, StackProfile]:
-    """The four environments' profiles (bounds as in infra/config.py and stacks/)."""
+    """The four environments' profiles (bounds as in infra/environments.py)."""
     night = quiet_night()
     return {
         p.name: p

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from infra.k8s import labels
+
 Check = Callable[[Any, str], list[str]]
 
 
@@ -122,7 +124,7 @@ _HPA_RULES = Obj(
 _TRIGGER = Obj(
     {
         "type": Str(),
-        "name": Str(pattern=r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"),
+        "name": Str(pattern=labels.DNS_1123_LABEL),
         "metadata": string_map,
         "metricType": Str(("AverageValue", "Value", "Utilization")),
         "useCachedMetrics": boolean,

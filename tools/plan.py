@@ -10,8 +10,11 @@ StackReference. Config values stored encrypted (``secure:``) cannot be read with
 key and are replaced by a placeholder that is itself marked secret.
 
 The JSON format is the interface other tools build on: a list sorted by (type, name, parent) of
-``{"type", "name", "parent", "urn", "protect", "inputs"}``; every secret value is masked as
-``"[secret]"``.
+``{"type", "name", "parent", "urn", "aliases", "component", "protect", "inputs"}``; every secret
+value is masked as ``"[secret]"``; ``component`` is true for a ComponentResource (an entry in the
+state, nothing in the cloud). ``urn`` is the engine's (every ancestor's type; see
+``tools.aliases``), ``aliases`` are the old URNs the engine would match this resource
+against (its own ``aliases`` option and those inherited from its parents, see ``tools.aliases``).
 ``collect(stack)`` returns the same list; ``run_program(stack)`` the raw registrations and stack
 outputs. Runs are independent and can be repeated in one process.
 """
@@ -36,7 +39,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
-from tools.mocks import ProgramMocks, RecordingMonitor, Registration
+from tools.aliases import AliasRecordingMonitor, alias_urns, engine_urns
+from tools.mocks import ProgramMocks, Registration
 from tools.mocks.simulated_account import SimulatedAccount
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -71,6 +75,10 @@ class ProgramRun:
     #: Stack outputs, resolved; secret ones are still wrapped (see ``secret_outputs``).
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = field(default_factory=frozenset)
+    #: Per URN, the old URNs the resource answers to (own and inherited aliases, resolved).
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per URN, the URN the engine gives (the mock monitor keeps only the parent's last type).
+    engine_urns: Mapping[str, str] = field(default_factory=dict)
 
 
 def config_file(stack: str) -> Path:
@@ -152,7 +160,7 @@ def run_program(
         secret_outputs={name: tuple(run.secret_outputs) for name, run in referenced.items()},
         account=account,
     )
-    monitor = RecordingMonitor(mocks)
+    monitor = AliasRecordingMonitor(mocks)
     # A fresh root Stack resource and RPC bookkeeping for every run.
     settings.ROOT.set(None)
     settings.SETTINGS.rpc_manager.clear()
@@ -189,6 +197,8 @@ def run_program(
         registrations=list(monitor.registrations),
         outputs=resolved,
         secret_outputs=frozenset(secret_names),
+        aliases=alias_urns(monitor.registrations, monitor.alias_specs, PROJECT, stack),
+        engine_urns=engine_urns(monitor.registrations),
     )
 
 
@@ -237,7 +247,9 @@ def inventory(run: ProgramRun) -> list[dict[str, Any]]:
             "type": r.type,
             "name": r.name,
             "parent": r.parent_name,
-            "urn": r.urn,
+            "urn": run.engine_urns.get(r.urn, r.urn),
+            "aliases": list(run.aliases.get(r.urn, ())),
+            "component": not r.custom,
             "protect": r.protect,
             "inputs": mask_secrets(dict(r.inputs)),
         }

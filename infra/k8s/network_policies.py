@@ -7,6 +7,7 @@ from typing import Literal
 
 import pulumi_kubernetes as k8s
 
+from infra.aws.vpc_endpoints import HTTPS_PORT
 from infra.k8s.pod import HTTP_PORT_NAME
 from service import contract
 
@@ -38,7 +39,6 @@ IMDS_CIDR = "169.254.169.254/32"
 #: CoreDNS pods carry this label in EKS (and upstream) for compatibility with kube-dns.
 KUBE_DNS_SELECTOR: Mapping[str, str] = {"k8s-app": "kube-dns"}
 DNS_PORT = 53
-HTTPS_PORT = 443
 
 
 def service_spec(

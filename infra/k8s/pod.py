@@ -13,21 +13,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.k8s import labels
+from infra.k8s.labels import GPU_RESOURCE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, GPU_TAINT_VALUE
 from service import contract
 
 #: Name of the container port; probes, the Service and the NetworkPolicy refer to it.
 HTTP_PORT_NAME = "http"
-#: Extended resource the NVIDIA device plugin advertises on GPU nodes.
-GPU_RESOURCE = "nvidia.com/gpu"
-#: The taint the GPU node group carries; pods that need a GPU must tolerate it.
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "true"
-GPU_TAINT_EFFECT = "NoSchedule"
 #: Name of the in-memory volume mounted at the contract's only writable path.
 TMP_VOLUME_NAME = "tmp"
 
 _DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_LABEL = re.compile(labels.DNS_1035_LABEL)
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 

@@ -15,7 +15,16 @@ from pulumi_policy import (
 )
 
 from .aws import prod_stacks
-from .props import GPU_RESOURCE, get, items, stack_of
+from .props import (
+    ECR_REPOSITORY,
+    EKS_CLUSTER,
+    GPU_RESOURCE,
+    LAUNCH_TEMPLATE,
+    NODE_GROUP,
+    get,
+    items,
+    stack_of,
+)
 
 #: Tags that attribute a resource's cost; the program puts them on every AWS resource.
 DEFAULT_COST_TAGS = ("project", "stack", "environment")
@@ -26,16 +35,15 @@ TAGGED_TYPES = frozenset(
         "aws:ec2/subnet:Subnet",
         "aws:ec2/natGateway:NatGateway",
         "aws:ec2/eip:Eip",
-        "aws:ec2/launchTemplate:LaunchTemplate",
-        "aws:eks/cluster:Cluster",
-        "aws:eks/nodeGroup:NodeGroup",
-        "aws:ecr/repository:Repository",
+        LAUNCH_TEMPLATE,
+        EKS_CLUSTER,
+        NODE_GROUP,
+        ECR_REPOSITORY,
         "aws:secretsmanager/secret:Secret",
         "aws:cloudwatch/logGroup:LogGroup",
         "aws:kms/key:Key",
     }
 )
-NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 _GPU_INSTANCE_FAMILIES = ("g", "p")
 
 

@@ -13,13 +13,10 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from .props import get, items, stack_of
+from .props import ECR_REPOSITORY, EKS_CLUSTER, LAUNCH_TEMPLATE, get, items, stack_of
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 SECRETS_MANAGER_SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a type token
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-EKS_CLUSTER = "aws:eks/cluster:Cluster"
-ECR_REPOSITORY = "aws:ecr/repository:Repository"
 #: The AWS-managed key of Secrets Manager: encryption, but not under this project's control.
 AWS_MANAGED_SECRETS_KEY = "alias/aws/secretsmanager"
 _OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})

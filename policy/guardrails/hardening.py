@@ -20,12 +20,9 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from .props import get, items
+from .props import EKS_CLUSTER, LAUNCH_TEMPLATE, NODE_GROUP, get, items
 
-EKS_CLUSTER = "aws:eks/cluster:Cluster"
 KMS_KEY = "aws:kms/key:Key"
-NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"

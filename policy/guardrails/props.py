@@ -25,7 +25,16 @@ POD_TEMPLATE_TYPES = frozenset(
 CRONJOB_TYPE = "kubernetes:batch/v1:CronJob"
 POD_TYPE = "kubernetes:core/v1:Pod"
 WORKLOAD_TYPES = POD_TEMPLATE_TYPES | {CRONJOB_TYPE, POD_TYPE}
+#: The extended resource of a whole NVIDIA GPU. The same fact as infra/k8s/labels.py
+#: ``GPU_RESOURCE``, written again on purpose: the pack imports nothing of the program it judges,
+#: so it can be published on its own (policy/requirements.txt); tests/test_facts.py holds the two
+#: equal.
 GPU_RESOURCE = "nvidia.com/gpu"
+#: Pulumi type tokens several rules look at (one definition each).
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
 
 
 def get(value: Any, *path: str | int) -> Any:

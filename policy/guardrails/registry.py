@@ -20,9 +20,8 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from .props import get, items
+from .props import ECR_REPOSITORY, get, items
 
-ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 ECR_REGISTRY_POLICY = "aws:ecr/registryPolicy:RegistryPolicy"
 ECR_PUBLIC_REPOSITORY = "aws:ecrpublic/repository:Repository"

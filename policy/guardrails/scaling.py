@@ -19,7 +19,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .props import GPU_RESOURCE, POD_TEMPLATE_TYPES, containers, get, items, pod_spec
+from .props import GPU_RESOURCE, NODE_GROUP, POD_TEMPLATE_TYPES, containers, get, items, pod_spec
 
 HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 SCALED_OBJECT_TYPE = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -101,7 +101,6 @@ gpu_workload_scales_on_load = StackValidationPolicy(
 )
 
 NODE_POOL_TYPE = "kubernetes:karpenter.sh/v1:NodePool"
-NODE_GROUP_TYPE = "aws:eks/nodeGroup:NodeGroup"
 
 
 def _one_provisioner_per_pool(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -111,9 +110,7 @@ def _one_provisioner_per_pool(args: StackValidationArgs, report: ReportViolation
     that selects those labels can be served by either: cluster-autoscaler grows the group while
     Karpenter launches its own node, and each scales the other's nodes down.
     """
-    groups = [
-        (r, get(r.props, "labels")) for r in args.resources if r.resource_type == NODE_GROUP_TYPE
-    ]
+    groups = [(r, get(r.props, "labels")) for r in args.resources if r.resource_type == NODE_GROUP]
     for pool in (r for r in args.resources if r.resource_type == NODE_POOL_TYPE):
         labels = get(pool.props, "spec", "template", "metadata", "labels") or {}
         if not labels:

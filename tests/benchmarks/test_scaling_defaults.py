@@ -38,7 +38,7 @@ def test_make_simulate_reports_drift(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_cpu_policy_simulated_is_the_one_deployed() -> None:
-    # infra/k8s/pod.py ContainerResources and infra/config.py hpaTargetCpuUtilization.
+    # infra/k8s/pod.py ContainerResources and infra/environments.py hpaTargetCpuUtilization.
     cpu = next(p for p in choice.policy_set(100.0, 1, 3, CURVE) if p.name == "cpu-hpa")
     assert cpu.cpu_request_cores == float(ContainerResources().cpu_request.removesuffix("m")) / 1000
     assert cpu.cpu_target_utilization * 100 == COMMON_DEFAULTS["hpaTargetCpuUtilization"]

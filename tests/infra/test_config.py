@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from infra.config import (
+    CLUSTER_ONLY_KEYS,
     COMMON_DEFAULTS,
     ENVIRONMENT_DEFAULTS,
     KNOWN_KEYS,
@@ -20,8 +22,10 @@ from infra.config import (
     ImageVariant,
     NatPolicy,
     ServiceType,
+    StackConfig,
     load_stack_config,
 )
+from infra.environments import PER_ENVIRONMENT_KEYS, defaults_for, table
 from tools.plan import read_stack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -352,6 +356,31 @@ def test_all_problems_are_reported_together() -> None:
         assert f"{P}:{key}" in text
 
 
+def test_rules_between_keys_are_reported_with_the_bad_keys() -> None:
+    # pydantic runs the cross-key rules only on valid keys; the loader still reports both kinds.
+    found = problems("dev", natGateways="two", hpaMaxReplicas=5)
+    assert [p.split(" = ")[0] for p in found] == [f"{P}:natGateways", f"{P}:gpuNodeMax"], found
+    assert "needs 6 (hpaMaxReplicas 5 + 1 rollout surge)" in found[1]
+
+
+def test_a_rule_about_a_bad_key_is_not_piled_on_top() -> None:
+    # gpuNodeMax is not a number: its capacity rule (computed with the default) says nothing.
+    assert "must be an integer from 1 to 100" in one_problem(
+        "dev", gpuNodeMax="x", hpaMaxReplicas=5
+    )
+
+
+def test_the_config_is_a_frozen_model_that_refuses_unknown_fields() -> None:
+    cfg = load("dev")
+    with pytest.raises(ValidationError):
+        cfg.az_count = 3  # type: ignore[misc]
+    data = cfg.model_dump(by_alias=True)
+    assert data["availabilityZoneCount"] == 2  # the camelCase keys are the aliases
+    data["gpuNodeDesired"] = 3
+    with pytest.raises(ValidationError, match="gpuNodeDesired"):
+        StackConfig.model_validate(data)
+
+
 def test_config_error_stops_the_program_cleanly() -> None:
     import pulumi
 
@@ -418,39 +447,127 @@ def test_pulumi_yaml_describes_every_key_the_program_reads() -> None:
 
 
 def test_pulumi_yaml_defaults_do_not_hide_the_environment_defaults() -> None:
-    env_keys = {k for defaults in ENVIRONMENT_DEFAULTS.values() for k in defaults}
     for key, schema in project_config().items():
         default = schema["default"]
-        if key in env_keys and key != "deletionProtection":
+        if key in PER_ENVIRONMENT_KEYS and key != "deletionProtection":
             assert default in ("", -1, []), key
         elif key in COMMON_DEFAULTS:
             assert default == COMMON_DEFAULTS[key], key
 
 
+#: Pulumi.yaml points here instead of quoting per-environment values (which would be a copy).
+ENVIRONMENT_NOTE = (
+    "Default: per environment, see infra/environments.py (`python -m infra.environments`)."
+)
+
+
+def test_pulumi_yaml_points_to_the_one_table_instead_of_quoting_it() -> None:
+    for key, schema in project_config().items():
+        description = " ".join(str(schema["description"]).split())
+        # One home per fact: a description never quotes a default ("Default (dev / ...): 2 / 3").
+        assert "Default" not in description.replace(ENVIRONMENT_NOTE, ""), key
+        if key in PER_ENVIRONMENT_KEYS and key != "deletionProtection":
+            assert description.endswith(ENVIRONMENT_NOTE), key
+    # Nor does it copy the CloudWatch retention list (infra/aws/limits.py is its home).
+    assert "1 3 5 7 14 30" not in (REPO_ROOT / "Pulumi.yaml").read_text()
+
+
+#: A shipped stack file states only what the stack decides for itself. These keys equal the
+#: default and are stated anyway, on purpose: every stack pins its Kubernetes version (upgrades go
+#: one stack at a time), and prod states deletionProtection because the Pulumi CLI injects
+#: Pulumi.yaml's boolean default (false) into a stack that does not set it.
+RESTATED_ON_PURPOSE = {
+    *{(stack, "kubernetesVersion") for stack in ("dev", "staging", "prod")},
+    ("prod", "deletionProtection"),
+}
 #: Where a shipped stack file departs from its environment's default on purpose: dev runs CI on
 #: GitHub-hosted runners (and says so, with the open endpoint that needs); the default is the
 #: secure one.
 DELIBERATE_DEVIATIONS = {("dev", "ciRunner")}
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_stack_files_spell_out_their_environment_defaults(stack: str) -> None:
+def stated(text: str) -> Any:
+    """A stack file's config string as the value the defaults table would hold."""
+    if text[:1] in "[{" or text in ("true", "false") or text.lstrip("-").isdigit():
+        return json.loads(text)
+    return text
+
+
+@pytest.mark.parametrize(
+    ("stack", "environment"),
+    [("dev", "dev"), ("staging", "staging"), ("prod", "prod"), ("pr-template", "pr")],
+)
+def test_stack_files_do_not_repeat_the_environment_defaults(stack: str, environment: str) -> None:
     values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    defaults = ENVIRONMENT_DEFAULTS[Environment(stack)]
-    for key, expected in defaults.items():
-        if (stack, key) in DELIBERATE_DEVIATIONS:
+    defaults = defaults_for(Environment(environment))
+    for full_key, text in values.items():
+        key = full_key.removeprefix(f"{P}:")
+        if key not in defaults or (stack, key) in RESTATED_ON_PURPOSE:
             continue
-        text = values.get(f"{P}:{key}")
-        assert text is not None, f"Pulumi.{stack}.yaml does not state {key}"
-        parsed = (
-            json.loads(text)
-            if text[:1] in "[{" or text in ("true", "false") or text.isdigit()
-            else text
-        )
-        assert parsed == expected, key
-    # And they load cleanly.
+        # A copy would silently stop agreeing with infra/environments.py the day either changes.
+        assert stated(text) != defaults[key], f"Pulumi.{stack}.yaml repeats the default of {key}"
+        # A deviation from the environment's default per-environment value must be deliberate.
+        if key in PER_ENVIRONMENT_KEYS:
+            assert (stack, key) in DELIBERATE_DEVIATIONS, f"Pulumi.{stack}.yaml overrides {key}"
+    for stack_key in RESTATED_ON_PURPOSE:
+        if stack_key[0] == stack:
+            assert stated(values[f"{P}:{stack_key[1]}"]) == defaults[stack_key[1]], stack_key
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_shipped_stacks_load_with_their_environment_defaults(stack: str) -> None:
+    values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml")
     cfg = load_stack_config(stack, values)
+    defaults = ENVIRONMENT_DEFAULTS[Environment(stack)]
     assert cfg.image_variant is ImageVariant.CUDA
+    assert cfg.az_count == defaults["availabilityZoneCount"]
+    assert cfg.gpu_nodes.max_size == defaults["gpuNodeMax"]
+    assert cfg.log_retention_days == defaults["logRetentionDays"]
+    assert cfg.smoke_p99_ms == defaults["smokeP99Ms"]
+    assert cfg.scaling.latency_slo_ms == defaults["latencySloMs"]
+
+
+def with_project_defaults(config: dict[str, str]) -> dict[str, str]:
+    """What the Pulumi CLI hands the program: Pulumi.yaml's default for every key not set."""
+    config = dict(config)
+    for key, schema in project_config().items():
+        default = schema["default"]
+        if isinstance(default, bool):
+            text = "true" if default else "false"
+        elif isinstance(default, list):
+            text = json.dumps(default)
+        else:
+            text = str(default)
+        config.setdefault(f"{P}:{key}", text)
+    return config
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "pr-7"])
+def test_the_cli_injected_project_defaults_change_nothing(stack: str) -> None:
+    # The stack files leave most keys to infra/environments.py; under the real CLI those keys
+    # arrive as Pulumi.yaml's defaults (sentinels), which must mean exactly the same.
+    name = "pr-template" if stack.startswith("pr-") else stack
+    values, _ = read_stack_config(REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml")
+    plain = load_stack_config(stack, values, now=TODAY)
+    injected = load_stack_config(stack, with_project_defaults(values), now=TODAY)
+    assert injected == plain
+
+
+def test_every_long_lived_environment_sets_every_cluster_key() -> None:
+    # pr stacks keep the model's "no cluster of my own" field defaults (0 AZs, no node groups);
+    # a long-lived environment missing a cluster key would silently get those too.
+    cluster_keys = CLUSTER_ONLY_KEYS - COMMON_DEFAULTS.keys()
+    for environment in (Environment.DEV, Environment.STAGING, Environment.PROD):
+        assert cluster_keys <= ENVIRONMENT_DEFAULTS[environment].keys(), environment
+    assert not cluster_keys & ENVIRONMENT_DEFAULTS[Environment.PR].keys()
+    assert CLUSTER_ONLY_KEYS <= KNOWN_KEYS
+
+
+def test_the_environment_table_prints_every_key_for_every_environment() -> None:
+    printed = table().splitlines()
+    assert printed[0] == "| key | dev | staging | prod | pr |"
+    assert len(printed) == 2 + len(PER_ENVIRONMENT_KEYS)
+    assert "| logRetentionDays | 7 | 30 | 365 | 3 |" in printed
 
 
 def test_pr_template_loads_and_sets_only_pr_keys() -> None:
@@ -462,15 +579,7 @@ def test_pr_template_loads_and_sets_only_pr_keys() -> None:
 
 def test_cluster_keys_at_their_project_defaults_are_accepted_on_pr_stacks() -> None:
     # The CLI injects Pulumi.yaml's defaults into pr stacks too.
-    config = raw(clusterStack="dev")
-    for key, schema in project_config().items():
-        default = schema["default"]
-        if isinstance(default, bool):
-            config.setdefault(f"{P}:{key}", "true" if default else "false")
-        elif isinstance(default, list):
-            config.setdefault(f"{P}:{key}", json.dumps(default))
-        else:
-            config.setdefault(f"{P}:{key}", str(default))
+    config = with_project_defaults(raw(clusterStack="dev"))
     assert load_stack_config("pr-3", config).is_ephemeral
 
 

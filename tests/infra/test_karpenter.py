@@ -17,6 +17,7 @@ import pytest
 from infra.aws.eks_versions import CLUSTER_AUTOSCALER
 from infra.components.cluster import GPU_NODE_LABELS, GPU_TAINT_KEY
 from infra.components.karpenter import KARPENTER_SERVICE_ACCOUNT, karpenter_chart_version
+from infra.config import load_stack_config
 from infra.k8s.karpenter_spec import INTERRUPTION_EVENTS
 from tests.stack_inventory import Inventory, policy
 from tools import manifests
@@ -31,7 +32,7 @@ def _karpenter(stack: str) -> Inventory:
     values, secret_keys = read_stack_config(config_file(stack))
     values = dict(values)
     values[f"{P}:nodeProvisioner"] = "karpenter"
-    values.pop(f"{P}:gpuNodeMin")
+    values.pop(f"{P}:gpuNodeMin", None)  # the environment default applies when unset
     return Inventory(run_program(stack, config=values, secret_keys=secret_keys), 0.0)
 
 
@@ -78,7 +79,7 @@ def test_node_pool_types_capacity_mix_consolidation_and_cap(
         "consolidateAfter": "300s",
     }
     values, _ = read_stack_config(config_file("staging"))
-    gpu_node_max = int(values[f"{P}:gpuNodeMax"])
+    gpu_node_max = load_stack_config("staging", values).gpu_node_max
     assert spec["limits"] == {"nvidia.com/gpu": str(gpu_node_max)}  # gpuNodeMax x 1 GPU (xlarge)
     (taint,) = spec["template"]["spec"]["taints"]
     assert (taint["key"], taint["effect"]) == (GPU_TAINT_KEY, "NoSchedule")

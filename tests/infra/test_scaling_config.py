@@ -6,12 +6,8 @@ import importlib.util
 
 import pytest
 
-from infra.scaling_config import (
-    SCALING_COMMON_DEFAULTS,
-    SCALING_ENVIRONMENT_DEFAULTS,
-    NodeProvisioner,
-    ScaleToZero,
-)
+from infra.environments import Environment, defaults_for
+from infra.scaling_config import NodeProvisioner, ScaleToZero
 from tests.infra.test_config import load, one_problem, problems
 
 PROD_OK = {"deletionProtection": True, "endpointPublicAccessCidrs": []}
@@ -104,7 +100,7 @@ def test_defaults_are_what_the_simulation_favours() -> None:
     from infra.k8s import scaling as k8s_scaling
 
     for environment, chosen in sim.RECOMMENDED.items():
-        ours = {**SCALING_COMMON_DEFAULTS, **SCALING_ENVIRONMENT_DEFAULTS[environment]}
+        ours = defaults_for(Environment(environment))
         slo = ours["latencySloMs"]
         assert slo == chosen.slo_p99_ms, environment
         assert ours["scalingTargetInFlight"] == sim.keda_target(slo), environment
@@ -119,6 +115,6 @@ def test_defaults_are_what_the_simulation_favours() -> None:
     assert k8s_scaling.SCALE_DOWN_PERIOD_SECONDS == sim.SCALE_DOWN_PERIOD_S
     assert k8s_scaling.POLLING_INTERVAL_SECONDS == sim.KEDA_POLLING_INTERVAL_S
     assert k8s_scaling.COOLDOWN_SECONDS == sim.KEDA_COOLDOWN_PERIOD_S
-    assert SCALING_COMMON_DEFAULTS["scaleDownStabilizationSeconds"] == (
+    assert defaults_for(Environment.PROD)["scaleDownStabilizationSeconds"] == (
         sim.SCALE_DOWN_STABILIZATION_S
     )

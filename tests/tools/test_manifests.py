@@ -186,6 +186,8 @@ def test_cli_renders_a_karpenter_stack_with_overrides(tmp_path: Path) -> None:
     assert manifests.main(argv) == 0
     files = {p.name for p in tmp_path.glob("*.yaml")}
     assert {"_cluster.nodepool.gpu.yaml", "_cluster.ec2nodeclass.gpu.yaml"} <= files
-    # Without removing gpuNodeMin the config refuses the mix (one pool, one provisioner): exit 2.
+    # With gpuNodeMin set the config refuses the mix (one pool, one provisioner): exit 2.
     mixed = ["--stack", "staging", "--out", str(tmp_path), "--no-checkov"]
-    assert manifests.main([*mixed, "--set", "nodeProvisioner=karpenter"]) == 2
+    assert (
+        manifests.main([*mixed, "--set", "nodeProvisioner=karpenter", "--set", "gpuNodeMin=0"]) == 2
+    )

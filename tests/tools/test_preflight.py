@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -406,7 +406,8 @@ def test_each_version_on_2026_12_01(
 ) -> None:
     raw, keys = read_stack_config(STACKS_DIR / "Pulumi.dev.yaml")
     config = load_stack_config("dev", raw, secret_keys=frozenset(keys), now=TODAY)
-    config = replace(config, kubernetes_version=version)  # dev keeps upgradeSupportType STANDARD
+    # dev keeps upgradeSupportType STANDARD
+    config = config.model_copy(update={"kubernetes_version": version})
 
     finding = check_kubernetes_version(config, account.clients("eks", DEV_REGION), account.now)
 
@@ -415,7 +416,7 @@ def test_each_version_on_2026_12_01(
         assert finding.fix.startswith(f"pulumi config set kubernetesVersion {target} -s dev")
     if version == "1.33":
         assert "does not allow upgradePolicy.supportType STANDARD" in finding.detail
-        extended = replace(config, upgrade_support_type=SupportType.EXTENDED)
+        extended = config.model_copy(update={"upgrade_support_type": SupportType.EXTENDED})
         cost = check_kubernetes_version(extended, account.clients("eks", DEV_REGION), account.now)
         assert cost.status is Status.WARN
         assert "billed extra per cluster hour" in cost.detail

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
+from infra.config import PROJECT
 from tools.delivery.expiry import (
     EXPIRY_CONFIG_KEY,
     EXPIRY_TAG,
@@ -35,7 +36,6 @@ from tools.delivery.stacks import (
     output_text,
 )
 
-PROJECT = "torch-eks-inference"
 #: Stack output holding the service's URL (the program exports it on every stack).
 SERVICE_URL_OUTPUT = "serviceUrl"
 #: The template every ``pr-<n>`` stack's config file is written from.

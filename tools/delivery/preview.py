@@ -33,18 +33,19 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from tools.delivery.pr_comment import fit_detail
+from tools.delivery.promotion import LONG_LIVED, POLICY_KEY, POLICY_NAME
 from tools.delivery.stacks import POLICY_PACK, Pulumi, describe_error, output_text
 
-LONG_LIVED_STACKS = ("dev", "staging", "prod")
+LONG_LIVED_STACKS = LONG_LIVED
 #: Stack config key holding the promoted image (``registry/repository@sha256:<digest>``); the
 #: same key the deploy step sets (tools/delivery/deploy.py), so a saved plan matches the update.
 IMAGE_CONFIG_KEY = "torch-eks-inference:imageRef"
 #: The policy pack's promotion rule (policy/guardrails/promotion.py): prod may run only the
 #: digest staging runs, which the pack reads from its policy config.
-PROMOTION_POLICY = "prod-image-promoted-from-staging"
+PROMOTION_POLICY = POLICY_NAME
 #: Stack output with the image a long-lived stack runs now.
 IMAGE_OUTPUT = "imageRef"
-PROMOTION_CONFIG_KEY = "stagingImageDigest"
+PROMOTION_CONFIG_KEY = POLICY_KEY
 _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9.-]*(?::[0-9]+)?(?:/[a-z0-9._-]+)+@sha256:[0-9a-f]{64}")
 
 

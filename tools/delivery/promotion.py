@@ -21,13 +21,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.config import IMAGE_REF, PROJECT
+from infra.config import IMAGE_REF, PROJECT, Environment
 
-LONG_LIVED = ("dev", "staging", "prod")
+LONG_LIVED = tuple(e.value for e in Environment if e is not Environment.PR)
 #: The stack whose verified digest prod may run, and the policy that enforces it.
 PROMOTION_SOURCE = {"staging": "dev", "prod": "staging"}
+#: The pack's promotion rule and its config keys. policy/guardrails/promotion.py has its own copy
+#: (the pack imports nothing of ours, so it can be published alone); tests/test_facts.py holds
+#: the two equal, and the rest of tools/ imports these.
 POLICY_NAME = "prod-image-promoted-from-staging"
 POLICY_KEY = "stagingImageDigest"
+ROLLBACK_KEY = "rollbackImageDigest"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 DOCKER_IMAGE = "docker:index/image:Image"
 
@@ -45,7 +49,6 @@ def digest_of(image_ref: str) -> str:
     return image_ref.rpartition("@")[2]
 
 
-ROLLBACK_KEY = "rollbackImageDigest"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 

@@ -25,7 +25,8 @@ from datetime import datetime
 
 from pulumi import automation as auto
 
-from tools.delivery.ephemeral import PROJECT, destroy_and_remove
+from infra.config import PROJECT
+from tools.delivery.ephemeral import destroy_and_remove
 from tools.delivery.expiry import (
     EXPIRY_OUTPUT,
     EXPIRY_TAG,

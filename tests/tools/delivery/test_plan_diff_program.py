@@ -2,7 +2,8 @@
 
 The base is this repository's committed HEAD (checked out into a temporary worktree by the
 tool, as in CI); the head is a second temporary worktree of HEAD where stacks/Pulumi.dev.yaml
-changes the replica maximum and one GPU instance type. The Markdown must show exactly those two
+sets the replica maximum and the GPU instance types (dev's defaults, infra/environments.py, with
+the maximum lowered and one type resized). The Markdown must show exactly those two
 inputs on exactly those two resources, and nothing else.
 """
 
@@ -16,8 +17,14 @@ from tools.delivery.plan_diff import base_worktree, plan_diff
 REPO = Path(__file__).resolve().parents[3]
 DEV = Path("stacks") / "Pulumi.dev.yaml"
 # A size change within one GPU family: one node group changes (another family would be another
-# node group: one added, one removed).
-EDITS = {"hpaMaxReplicas: 2\n": "hpaMaxReplicas: 1\n", "    - g5.xlarge\n": "    - g5.2xlarge\n"}
+# node group: one added, one removed). dev's defaults are hpaMaxReplicas 2 and g5/g6/g4dn xlarge.
+EDITS = (
+    "  torch-eks-inference:hpaMaxReplicas: 1\n"
+    "  torch-eks-inference:gpuInstanceTypes:\n"
+    "    - g5.2xlarge\n"
+    "    - g6.xlarge\n"
+    "    - g4dn.xlarge\n"
+)
 
 
 def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> None:
@@ -27,10 +34,9 @@ def test_hpa_max_and_gpu_instance_type_changes_show_exactly_those_inputs() -> No
     with base_worktree(REPO, head) as tree:
         config = tree / DEV
         text = config.read_text()
-        for old, new in EDITS.items():
-            assert text.count(old) == 1, f"{old!r} must appear once in {DEV}"
-            text = text.replace(old, new)
-        config.write_text(text)
+        assert "hpaMaxReplicas" not in text, text
+        assert "gpuInstanceTypes" not in text, text
+        config.write_text(text + EDITS)
 
         markdown = plan_diff(REPO, "dev", "HEAD", head_tree=tree)
 
