@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pulumi.runtime.mocks import MockCallArgs
+from pulumi.runtime import MockCallArgs
 
 from infra.components.cluster import build_kubeconfig, node_template_tags
 from infra.components.image_registry import Registry, RegistryArgs, build_context, source_hash
