@@ -43,7 +43,7 @@ from infra.components.observability import (
     ServiceMonitoring,
     ServiceMonitoringArgs,
 )
-from infra.components.vpc import Network, NetworkArgs
+from infra.components.vpc import Vpc, VpcArgs
 from infra.components.workload import Workload, WorkloadArgs
 from infra.config import Environment, ImageVariant, StackConfig, gpus_of
 from infra.scaling_config import NodeProvisioner, ScaleToZero
@@ -153,24 +153,27 @@ def _delivery_registry(cfg: StackConfig) -> Registry:
     )
 
 
+def _cluster_security_groups(cluster: Cluster) -> pulumi.Output[list[str]]:
+    return cluster.eks_cluster.vpc_config.apply(
+        lambda vpc: [vpc.cluster_security_group_id] if vpc.cluster_security_group_id else []
+    )
+
+
 def _autoscaling(
     cfg: StackConfig,
-    network: Network,
+    network: Vpc,
     cluster: Cluster,
     provider: k8s.Provider,
     addons: Addons,
 ) -> tuple[ManagedPrometheus, list[pulumi.Resource]]:
     """AMP + managed collector, KEDA reading it, and Karpenter when the stack chooses it."""
-    cluster_sg = cluster.eks_cluster.vpc_config.apply(
-        lambda vpc: [vpc.cluster_security_group_id] if vpc.cluster_security_group_id else []
-    )
     metrics = ManagedPrometheus(
         "metrics",
         ManagedPrometheusArgs(
             cluster_name=cfg.cluster_name,
             cluster_arn=cluster.arn,
             subnet_ids=network.private_subnet_ids,
-            security_group_ids=cluster_sg,
+            security_group_ids=_cluster_security_groups(cluster),
             log_retention_days=cfg.log_retention_days,
             deletion_protection=cfg.deletion_protection,
             k8s_provider=provider,
@@ -193,50 +196,55 @@ def _autoscaling(
     )
     added: list[pulumi.Resource] = [keda]
     if cfg.scaling.node_provisioner is NodeProvisioner.KARPENTER:
-        smallest = min(gpus_of(t) for t in cfg.gpu_instance_types)
-        added.append(
-            Karpenter(
-                "karpenter",
-                KarpenterArgs(
-                    cluster_name=cfg.cluster_name,
-                    cluster=cluster.eks_cluster,
-                    kubernetes_version=cfg.kubernetes_version,
-                    k8s_provider=provider,
-                    private_subnet_ids=network.private_subnet_ids,
-                    cluster_security_group_id=cluster_sg.apply(lambda ids: ids[0]),
-                    volume_key_arn=cluster.secrets_key_arn,
-                    gpu_instance_types=cfg.gpu_instance_types,
-                    capacity=cfg.gpu_capacity_type,
-                    gpu_limit=cfg.gpu_nodes.max_size * smallest,
-                    root_volume_gib=cfg.gpu_root_volume_gib,
-                    consolidate_after_seconds=cfg.scaling.scale_down_stabilization_seconds,
-                    tags=cfg.resource_tags,
-                    depends_on=[addons],
-                ),
-            )
-        )
+        added.append(_karpenter(cfg, network, cluster, provider, addons))
     return metrics, added
 
 
-def long_lived(cfg: StackConfig) -> None:
-    """A whole environment: its own VPC, cluster, registry, secret and service."""
-    image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
-    tags = cfg.resource_tags
-    network = Network(
+def _karpenter(
+    cfg: StackConfig, network: Vpc, cluster: Cluster, provider: k8s.Provider, addons: Addons
+) -> Karpenter:
+    """Karpenter owning the GPU nodes, capped at the GPUs ``gpuNodeMax`` nodes would have."""
+    smallest = min(gpus_of(t) for t in cfg.gpu_instance_types)
+    return Karpenter(
+        "karpenter",
+        KarpenterArgs(
+            cluster_name=cfg.cluster_name,
+            cluster=cluster.eks_cluster,
+            kubernetes_version=cfg.kubernetes_version,
+            k8s_provider=provider,
+            private_subnet_ids=network.private_subnet_ids,
+            cluster_security_group_id=_cluster_security_groups(cluster).apply(lambda ids: ids[0]),
+            volume_key_arn=cluster.secrets_key_arn,
+            gpu_instance_types=cfg.gpu_instance_types,
+            capacity=cfg.gpu_capacity_type,
+            gpu_limit=cfg.gpu_nodes.max_size * smallest,
+            root_volume_gib=cfg.gpu_root_volume_gib,
+            consolidate_after_seconds=cfg.scaling.scale_down_stabilization_seconds,
+            tags=cfg.resource_tags,
+            depends_on=[addons],
+        ),
+    )
+
+
+def _network(cfg: StackConfig) -> Vpc:
+    """The stack's own VPC, or the existing one it names."""
+    return Vpc(
         "network",
-        NetworkArgs(
+        VpcArgs(
             cluster_name=cfg.cluster_name,
             vpc_cidr=cfg.vpc_cidr,
             az_count=cfg.az_count,
             nat_policy=cfg.nat_policy,
-            tags=tags,
+            tags=cfg.resource_tags,
             existing_vpc_id=cfg.existing_vpc_id,
             existing_private_subnet_ids=cfg.existing_private_subnet_ids,
             existing_public_subnet_ids=cfg.existing_public_subnet_ids,
         ),
     )
-    before_compute = BeforeCompute("addons", cfg.kubernetes_version, tags)
-    cluster = Cluster(
+
+
+def _cluster(cfg: StackConfig, network: Vpc, before_compute: BeforeCompute) -> Cluster:
+    return Cluster(
         "cluster",
         ClusterArgs(
             cluster_name=cfg.cluster_name,
@@ -251,7 +259,7 @@ def long_lived(cfg: StackConfig) -> None:
             system_scaling=cfg.system_nodes,
             log_retention_days=cfg.log_retention_days,
             deletion_protection=cfg.deletion_protection,
-            tags=tags,
+            tags=cfg.resource_tags,
             upgrade_support_type=cfg.upgrade_support_type,
             admin_role_arns=cfg.admin_role_arns,
             deploy_role_arns=cfg.deploy_role_arns,
@@ -262,7 +270,10 @@ def long_lived(cfg: StackConfig) -> None:
             is NodeProvisioner.CLUSTER_AUTOSCALER,
         ),
     )
-    logs = ContainerInsightsLogs(
+
+
+def _container_insights(cfg: StackConfig, cluster: Cluster) -> ContainerInsightsLogs:
+    return ContainerInsightsLogs(
         "container-insights",
         ContainerInsightsLogsArgs(
             cluster_name=cluster.name,
@@ -271,9 +282,19 @@ def long_lived(cfg: StackConfig) -> None:
             retention_days=cfg.log_retention_days,
             partition=cfg.partition,
             key_deletion_window_days=30 if cfg.deletion_protection else 7,
-            tags=tags,
+            tags=cfg.resource_tags,
         ),
     )
+
+
+def _addons(
+    cfg: StackConfig,
+    network: Vpc,
+    cluster: Cluster,
+    before_compute: BeforeCompute,
+    logs: ContainerInsightsLogs,
+) -> tuple[k8s.Provider, Addons]:
+    """The cluster's Kubernetes provider, the deployers' RBAC and the add-ons."""
     # Every Kubernetes call waits for the access entries: without one, EKS answers 401.
     provider = k8s.Provider(
         "k8s",
@@ -289,18 +310,23 @@ def long_lived(cfg: StackConfig) -> None:
             kubernetes_version=cfg.kubernetes_version,
             system_node_group=cluster.system_node_group,
             k8s_provider=provider,
-            tags=tags,
+            tags=cfg.resource_tags,
             before_compute=before_compute.component,
             vpc_id=network.vpc_id,
             log_groups=[logs],
         ),
     )
-    metrics, scaling_addons = _autoscaling(cfg, network, cluster, provider, addons)
-    # One registry for every environment: dev's. CI pushes each commit's image there once;
-    # staging and prod run those digests and declare no registry or build (docs/delivery.md).
-    registry = _delivery_registry(cfg) if cfg.environment is Environment.DEV else None
-    secret = _secret(cfg, cluster.name, cluster.arn)
+    return provider, addons
 
+
+def _export_platform(
+    cfg: StackConfig,
+    network: Vpc,
+    cluster: Cluster,
+    metrics: ManagedPrometheus,
+    logs: ContainerInsightsLogs,
+) -> None:
+    """The outputs of a long-lived stack's platform; pr-* stacks read several of them."""
     pulumi.export("environment", cfg.environment.value)
     pulumi.export("region", cfg.region)
     pulumi.export("clusterName", cluster.name)
@@ -316,16 +342,33 @@ def long_lived(cfg: StackConfig) -> None:
     pulumi.export("metricsQueryUrl", metrics.query_url)
     pulumi.export("ampWorkspaceArn", metrics.workspace_arn)
     pulumi.export("nodeProvisioner", cfg.scaling.node_provisioner.value)
-    if registry is not None:
-        pulumi.export("ecrRepositoryUrl", registry.repository_url)
-        pulumi.export("ecrRegistryId", registry.registry_id)
-    pulumi.export("secretArn", secret.secret_arn)
     pulumi.export("applicationLogGroupName", logs.application_log_group_name)
     pulumi.export("containerInsightsKmsKeyArn", logs.kms_key_arn)
     pulumi.export(
         "logGroupNames",
         {"controlPlane": cluster.control_plane_log_group_name, **logs.log_group_names},
     )
+
+
+def long_lived(cfg: StackConfig) -> None:
+    """A whole environment: its own VPC, cluster, registry, secret and service."""
+    image_ref = stack_config.require_image_ref(cfg)  # fails before anything is declared
+    network = _network(cfg)
+    before_compute = BeforeCompute("addons", cfg.kubernetes_version, cfg.resource_tags)
+    cluster = _cluster(cfg, network, before_compute)
+    logs = _container_insights(cfg, cluster)
+    provider, addons = _addons(cfg, network, cluster, before_compute, logs)
+    metrics, scaling_addons = _autoscaling(cfg, network, cluster, provider, addons)
+    # One registry for every environment: dev's. CI pushes each commit's image there once;
+    # staging and prod run those digests and declare no registry or build (docs/delivery.md).
+    registry = _delivery_registry(cfg) if cfg.environment is Environment.DEV else None
+    secret = _secret(cfg, cluster.name, cluster.arn)
+
+    _export_platform(cfg, network, cluster, metrics, logs)
+    if registry is not None:
+        pulumi.export("ecrRepositoryUrl", registry.repository_url)
+        pulumi.export("ecrRegistryId", registry.registry_id)
+    pulumi.export("secretArn", secret.secret_arn)
     if image_ref is None:
         # dev's first `up` (imageRef "none"): the platform and the registry CI pushes to, no
         # service yet. CI then pushes the first image and deploys it by digest.

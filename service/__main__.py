@@ -76,7 +76,7 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
     import uvicorn
 
     from service.api_key import ApiKeyError, fetch_api_key
-    from service.app import create_app, service_state
+    from service.app import create_app, service_runtime
     from service.server import DrainingServer
 
     logger.info(
@@ -99,7 +99,7 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
             server.should_exit = True
 
     app = create_app(settings, api_key=api_key, loader=preload, on_fatal=stop_after_load_failure)
-    state = service_state(app)
+    runtime = service_runtime(app)
     config = uvicorn.Config(
         app,
         host=host,
@@ -109,7 +109,7 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN.drain_seconds,
     )
-    server = DrainingServer(config, state, settings.drain_period_seconds)
+    server = DrainingServer(config, runtime, settings.drain_period_seconds)
     signal.signal(signal.SIGTERM, _after_shutdown)
     signal.signal(signal.SIGINT, _after_shutdown)
     try:
@@ -118,8 +118,8 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
         # uvicorn exits this way when it cannot listen; its own log line above says why.
         logger.error("could not serve on %s:%d (see the error above)", host, settings.port)
         return EXIT_CANNOT_LISTEN
-    if state.load_error is not None:
-        logger.error("exiting: the model failed to load: %s", state.load_error)
+    if runtime.load_error is not None:
+        logger.error("exiting: the model failed to load: %s", runtime.load_error)
         return EXIT_MODEL_FAILED
     logger.info("server stopped")
     return 0

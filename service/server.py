@@ -14,7 +14,7 @@ from types import FrameType
 
 import uvicorn
 
-from service.app import ServiceState
+from service.runtime import ServiceRuntime
 
 logger = logging.getLogger("service")
 
@@ -27,7 +27,9 @@ class DrainingServer(uvicorn.Server):
     the period is over. A second SIGINT during the period stops at once, as uvicorn's does.
     """
 
-    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_period_s: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, state: ServiceRuntime, drain_period_s: float
+    ) -> None:
         super().__init__(config)
         self.state = state
         self.drain_period_s = drain_period_s

@@ -13,6 +13,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import pulumi.runtime as pulumi_runtime
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Top-level packages of this repository (everything else is third-party or the standard library).
 OURS = ("service", "model", "infra", "policy", "tools", "benchmarks", "tests")
@@ -156,3 +158,94 @@ def test_the_rules_see_a_violation() -> None:
     assert "tools.mocks" in ours(closure(ROOT / "tools" / "plan.py"))
     assert "secrets" in sys.stdlib_module_names
     assert "yaml" in _top_level_names_of_installed_distributions()
+
+
+# ----------------------------------------------------------------- the SDK's private runtime
+#: The one module that may reach into the Pulumi SDK's private runtime (settings reset, the mock
+#: monitor, RPC bookkeeping, the wire format of secrets); see its docstring.
+RUNTIME_GATEWAY = ROOT / "tools" / "mocks" / "runner.py"
+#: What ``pulumi.runtime`` publishes: its ``__all__`` minus ``rpc`` (the serialisation
+#: internals), plus ``proto``, the engine's gRPC protocol (analyzer, language host), which is a
+#: versioned contract rather than an implementation detail, and the module's dunders.
+PUBLIC_RUNTIME = (set(pulumi_runtime.__all__) - {"rpc"}) | {"proto", "__all__", "__name__"}
+
+
+def _runtime_aliases(tree: ast.AST) -> set[str]:
+    """Local names bound to the ``pulumi.runtime`` module itself."""
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.name == "pulumi.runtime" and a.asname}
+        elif isinstance(node, ast.ImportFrom) and node.module == "pulumi" and node.level == 0:
+            aliases |= {a.asname or a.name for a in node.names if a.name == "runtime"}
+    return aliases
+
+
+def _attribute_reach(node: ast.Attribute, aliases: set[str]) -> str | None:
+    """``X`` when ``node`` is ``pulumi.runtime.X`` or ``<alias>.X``."""
+    value = node.value
+    if isinstance(value, ast.Name) and value.id in aliases:
+        return node.attr
+    if (
+        isinstance(value, ast.Attribute)
+        and value.attr == "runtime"
+        and isinstance(value.value, ast.Name)
+        and value.value.id == "pulumi"
+    ):
+        return node.attr
+    return None
+
+
+def private_runtime_reaches(source: str) -> list[str]:
+    """Every ``pulumi.runtime`` name ``source`` uses that the SDK does not publish."""
+    tree = ast.parse(source)
+    aliases = _runtime_aliases(tree)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[:2] == ["pulumi", "runtime"] and len(parts) > 2:
+                    found += [] if parts[2] in PUBLIC_RUNTIME else [alias.name]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts == ["pulumi", "runtime"]:
+                found += [a.name for a in node.names if a.name not in PUBLIC_RUNTIME]
+            elif parts[:2] == ["pulumi", "runtime"] and parts[2] not in PUBLIC_RUNTIME:
+                found.append(node.module)
+        elif isinstance(node, ast.Attribute):
+            name = _attribute_reach(node, aliases)
+            if name is not None and name not in PUBLIC_RUNTIME:
+                found.append(f"pulumi.runtime.{name}")
+    return found
+
+
+def test_only_the_mock_runner_reaches_into_the_sdk_private_runtime() -> None:
+    """An SDK upgrade that moves its internals must break one module, not the program or tests."""
+    offenders = {}
+    for part in OURS:
+        for path in sorted((ROOT / part).rglob("*.py")):
+            if path == RUNTIME_GATEWAY:
+                continue
+            reached = private_runtime_reaches(path.read_text(encoding="utf-8"))
+            if reached:
+                offenders[str(path.relative_to(ROOT))] = sorted(set(reached))
+    assert offenders == {}
+
+
+def test_the_private_runtime_check_sees_each_way_in() -> None:
+    assert private_runtime_reaches("from pulumi.runtime import settings, Mocks") == ["settings"]
+    assert private_runtime_reaches("from pulumi.runtime.sync_await import _sync_await") == [
+        "pulumi.runtime.sync_await"
+    ]
+    assert private_runtime_reaches("import pulumi.runtime.stack") == ["pulumi.runtime.stack"]
+    assert private_runtime_reaches("import pulumi\npulumi.runtime.settings.SETTINGS") == [
+        "pulumi.runtime.settings"
+    ]
+    assert private_runtime_reaches("from pulumi import runtime as rt\nrt.rpc.wrap_rpc_secret") == [
+        "pulumi.runtime.rpc"
+    ]
+    public = "import pulumi\npulumi.runtime.set_mocks\nfrom pulumi.runtime.proto import x_pb2"
+    assert private_runtime_reaches(public) == []
+    # The gateway itself does reach in (so the exemption is not vacuous).
+    assert private_runtime_reaches(RUNTIME_GATEWAY.read_text(encoding="utf-8"))

@@ -10,8 +10,11 @@ StackReference. Config values stored encrypted (``secure:``) cannot be read with
 key and are replaced by a placeholder that is itself marked secret.
 
 The JSON format is the interface other tools build on: a list sorted by (type, name, parent) of
-``{"type", "name", "parent", "urn", "protect", "inputs"}``; every secret value is masked as
-``"[secret]"``.
+``{"type", "name", "parent", "urn", "aliases", "component", "protect", "inputs"}``; every secret
+value is masked as ``"[secret]"``; ``component`` is true for a ComponentResource (an entry in the
+state, nothing in the cloud). ``urn`` is the engine's (every ancestor's type; see
+``tools.aliases``), ``aliases`` are the old URNs the engine would match this resource
+against (its own ``aliases`` option and those inherited from its parents, see ``tools.aliases``).
 ``collect(stack)`` returns the same list; ``run_program(stack)`` the raw registrations and stack
 outputs. Runs are independent and can be repeated in one process.
 """
@@ -19,7 +22,6 @@ outputs. Runs are independent and can be repeated in one process.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import runpy
@@ -32,11 +34,10 @@ from typing import Any, Final
 
 import pulumi
 import yaml
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
-from tools.mocks import ProgramMocks, RecordingMonitor, Registration
+from tools.aliases import AliasRecordingMonitor, alias_urns, engine_urns
+from tools.mocks import ProgramMocks, Registration, runner
 from tools.mocks.simulated_account import SimulatedAccount
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -71,6 +72,10 @@ class ProgramRun:
     #: Stack outputs, resolved; secret ones are still wrapped (see ``secret_outputs``).
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = field(default_factory=frozenset)
+    #: Per URN, the old URNs the resource answers to (own and inherited aliases, resolved).
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per URN, the URN the engine gives (the mock monitor keeps only the parent's last type).
+    engine_urns: Mapping[str, str] = field(default_factory=dict)
 
 
 def config_file(stack: str) -> Path:
@@ -131,7 +136,6 @@ def run_program(
     records it there), so sequences of runs (up, destroy, up) behave as they would in AWS.
     Raises whatever the program raises (``ConfigError`` for bad config).
     """
-    _ensure_event_loop()
     if config is None:
         file_values, file_secrets = read_stack_config(config_file(stack))
         config, secret_keys = file_values, [*file_secrets, *secret_keys]
@@ -152,70 +156,28 @@ def run_program(
         secret_outputs={name: tuple(run.secret_outputs) for name, run in referenced.items()},
         account=account,
     )
-    monitor = RecordingMonitor(mocks)
-    # A fresh root Stack resource and RPC bookkeeping for every run.
-    settings.ROOT.set(None)
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
-    root = settings.get_root_resource()
-    assert root is not None  # set_mocks creates it
-
-    resolved: dict[str, Any] = {}
-    secret_names: set[str] = set()
-
-    async def resolve_outputs() -> None:
-        outputs: dict[str, Any] = getattr(root, "outputs", {})
-        for key, value in outputs.items():
-            output = pulumi.Output.from_input(value)
-            resolved[key] = await output.future()
-            if await output.is_secret():
-                secret_names.add(key)
-
-    def declare() -> Any:
-        if program is None:
-            runpy.run_path(str(PROGRAM), run_name="__main__")
-        else:
-            program()
-        return resolve_outputs()
-
-    try:
-        _sync_await(settings_run(declare))
-    finally:
-        pulumi.runtime.set_all_config({}, [])
+    monitor = AliasRecordingMonitor(mocks)
+    resolved, secret_names = runner.run(
+        program or _run_main, monitor, stack, config, secret_keys, project=PROJECT
+    )
     return ProgramRun(
         stack=stack,
         registrations=list(monitor.registrations),
         outputs=resolved,
         secret_outputs=frozenset(secret_names),
+        aliases=alias_urns(monitor.registrations, monitor.alias_specs, PROJECT, stack),
+        engine_urns=engine_urns(monitor.registrations),
     )
 
 
-def _ensure_event_loop() -> None:
-    """Give this thread an open event loop: the Pulumi SDK's mocks take the current one.
-
-    ``asyncio.run`` (used by other code in the same process) leaves the main thread with none,
-    after which the SDK's ``get_event_loop`` raises.
-    """
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        loop = None
-    if loop is None or loop.is_closed():
-        asyncio.set_event_loop(asyncio.new_event_loop())
-
-
-async def settings_run(program: Any) -> None:
-    """``run_pulumi_func`` around ``program``: waits for every registration before returning."""
-    from pulumi.runtime.stack import run_pulumi_func
-
-    await run_pulumi_func(program)
+def _run_main() -> None:
+    """infra/__main__.py, run the way the Pulumi language host runs it."""
+    runpy.run_path(str(PROGRAM), run_name="__main__")
 
 
 def mask_secrets(value: Any) -> Any:
     """A JSON-ready copy of ``value`` with every secret replaced by ``"[secret]"``."""
-    if rpc.is_rpc_secret(value):
+    if runner.is_secret(value):
         return MASK
     if isinstance(value, Mapping):
         return {str(k): mask_secrets(v) for k, v in value.items()}
@@ -237,7 +199,9 @@ def inventory(run: ProgramRun) -> list[dict[str, Any]]:
             "type": r.type,
             "name": r.name,
             "parent": r.parent_name,
-            "urn": r.urn,
+            "urn": run.engine_urns.get(r.urn, r.urn),
+            "aliases": list(run.aliases.get(r.urn, ())),
+            "component": not r.custom,
             "protect": r.protect,
             "inputs": mask_secrets(dict(r.inputs)),
         }

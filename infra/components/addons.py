@@ -32,6 +32,7 @@ from infra.aws.iam import (
 )
 from infra.components import load_balancer_controller as lbc
 from infra.components.cluster import GPU_NODE_LABELS, SYSTEM_NODE_LABELS
+from infra.components.types import component_options, type_token
 from infra.k8s.labels import GPU_TAINT_KEY
 
 #: Helm charts, pinned: (repository, chart, version).
@@ -179,7 +180,8 @@ class BeforeComputeAddons(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: BeforeComputeAddonsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:BeforeComputeAddons", name, None, opts)
+        component_type = type_token("cluster", "BeforeComputeAddons")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self.addons = {
             addon: managed_addon(
                 f"{name}-{addon}",
@@ -246,7 +248,8 @@ class Addons(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: AddonsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Addons", name, None, opts)
+        component_type = type_token("cluster", "Addons")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self._args = args
         self._ctx = AccountContext(self)
         self._pod_identity_agent = args.before_compute.addons["eks-pod-identity-agent"]

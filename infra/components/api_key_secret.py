@@ -15,6 +15,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.aws.iam import AccountContext, account_root_statement, document, pod_identity_trust
+from infra.components.types import component_options, type_token
 from infra.config import SecretStr
 
 #: The only actions the service's role may perform.
@@ -75,9 +76,30 @@ class ApiKeySecret(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ApiKeySecretArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:ApiKeySecret", name, None, opts)
-        ctx = AccountContext(self)
-        child = pulumi.ResourceOptions(parent=self)
+        component_type = type_token("secrets", "ApiKeySecret")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
+        self._name, self._args = name, args
+        self._ctx = AccountContext(self)
+        self._child = pulumi.ResourceOptions(parent=self)
+        key, secret = self._key_and_secret()
+        aws.secretsmanager.SecretVersion(
+            f"{name}-version", secret_id=secret.id, secret_string=self._value(), opts=self._child
+        )
+        role, association = self._reader(secret, key)
+        # The ARN is handed out only once the association exists: a pod created earlier would
+        # never get credentials injected, so whatever uses the ARN must wait for it.
+        self.secret_arn = pulumi.Output.all(secret.arn, association.association_arn).apply(
+            lambda v: str(v[0])
+        )
+        self.key_arn = key.arn
+        self.role_arn = role.arn
+        self.register_outputs(
+            {"secret_arn": self.secret_arn, "key_arn": self.key_arn, "role_arn": self.role_arn}
+        )
+
+    def _key_and_secret(self) -> tuple[aws.kms.Key, aws.secretsmanager.Secret]:
+        """The secret's own KMS key, and the secret (both protected where the stack asks)."""
+        name, args, ctx = self._name, self._args, self._ctx
         protected = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
         key = aws.kms.Key(
             f"{name}-key",
@@ -103,23 +125,26 @@ class ApiKeySecret(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=protected,
         )
-        if args.api_key is not None:
-            value: pulumi.Output[str] = pulumi.Output.secret(args.api_key.reveal())
-        else:
-            generated = random.RandomPassword(
-                f"{name}-value",
-                length=GENERATED_KEY_LENGTH,
-                # Header-safe: letters and digits only.
-                special=False,
-                opts=child,
-            )
-            value = pulumi.Output.secret(generated.result)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-version",
-            secret_id=secret.id,
-            secret_string=value,
-            opts=child,
+        return key, secret
+
+    def _value(self) -> pulumi.Output[str]:
+        """The configured key, or a generated one; a secret Output either way."""
+        if self._args.api_key is not None:
+            return pulumi.Output.secret(self._args.api_key.reveal())
+        generated = random.RandomPassword(
+            f"{self._name}-value",
+            length=GENERATED_KEY_LENGTH,
+            # Header-safe: letters and digits only.
+            special=False,
+            opts=self._child,
         )
+        return pulumi.Output.secret(generated.result)
+
+    def _reader(
+        self, secret: aws.secretsmanager.Secret, key: aws.kms.Key
+    ) -> tuple[aws.iam.Role, aws.eks.PodIdentityAssociation]:
+        """The Pod Identity role allowed to read this one secret, and its association."""
+        name, args, ctx = self._name, self._args, self._ctx
         role = aws.iam.Role(
             f"{name}-reader-role",
             assume_role_policy=pulumi.Output.all(ctx.account_id, args.cluster_arn).apply(
@@ -127,7 +152,7 @@ class ApiKeySecret(pulumi.ComponentResource):
             ),
             description=f"Pods of {args.namespace}/{args.service_account}: read the API key",
             tags=dict(args.tags),
-            opts=child,
+            opts=self._child,
         )
         aws.iam.RolePolicy(
             f"{name}-reader-policy",
@@ -135,7 +160,7 @@ class ApiKeySecret(pulumi.ComponentResource):
             policy=pulumi.Output.all(secret.arn, key.arn, ctx.region).apply(
                 lambda v: reader_policy(v[0], v[1], v[2])
             ),
-            opts=child,
+            opts=self._child,
         )
         association = aws.eks.PodIdentityAssociation(
             f"{name}-pod-identity",
@@ -147,13 +172,4 @@ class ApiKeySecret(pulumi.ComponentResource):
             # One association per namespace + service account: the old one must go first.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        # The ARN is handed out only once the association exists: a pod created earlier would
-        # never get credentials injected, so whatever uses the ARN must wait for it.
-        self.secret_arn = pulumi.Output.all(secret.arn, association.association_arn).apply(
-            lambda v: str(v[0])
-        )
-        self.key_arn = key.arn
-        self.role_arn = role.arn
-        self.register_outputs(
-            {"secret_arn": self.secret_arn, "key_arn": self.key_arn, "role_arn": self.role_arn}
-        )
+        return role, association

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import WORKLOAD_DEPLOYERS_GROUP
+from infra.components.types import component_options, type_token
 
 #: (API group, resources) a workload stack creates: infra/components/workload.py and its
 #: scaling objects.
@@ -55,7 +56,8 @@ class WorkloadDeployerRbac(pulumi.ComponentResource):
     """ClusterRole + ClusterRoleBinding for ``WORKLOAD_DEPLOYERS_GROUP``."""
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("torch-eks:infra:WorkloadDeployerRbac", name, None, opts)
+        component_type = type_token("cluster", "WorkloadDeployerRbac")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         role = k8s.rbac.v1.ClusterRole(
             f"{name}-role",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="torch-eks-inference-workload-deployer"),

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from infra.components.types import component_options, type_token
 from infra.config import MAX_EXPIRY_HOURS, ImageVariant
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -145,7 +146,8 @@ class Registry(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Registry", name, None, opts)
+        component_type = type_token("registry", "Registry")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
         key = aws.kms.Key(
             f"{name}-key",
@@ -252,7 +254,8 @@ class ServiceImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:ServiceImage", name, None, opts)
+        component_type = type_token("registry", "ServiceImage")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         token = aws.ecr.get_authorization_token_output(
             registry_id=args.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )

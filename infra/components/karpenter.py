@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 from infra.aws.eks_versions import chart_for_minor
 from infra.aws.iam import AccountContext, managed_policy_output, pod_identity_trust, service_trust
 from infra.components.cluster import SYSTEM_NODE_LABELS
+from infra.components.types import component_options, type_token
 from infra.config import CapacityType
 from infra.k8s import karpenter_spec as spec
 
@@ -82,7 +83,8 @@ class Karpenter(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Karpenter", name, None, opts)
+        component_type = type_token("scaling", "Karpenter")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         self._args = args
         self._ctx = AccountContext(self)
         version = karpenter_chart_version(args.kubernetes_version)

@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 from infra.aws.eks_versions import chart_for_minor
 from infra.aws.iam import AccountContext, document, pod_identity_trust
 from infra.components.cluster import SYSTEM_NODE_LABELS
+from infra.components.types import component_options, type_token
 
 KEDA_REPOSITORY: Final = "https://kedacore.github.io/charts"
 #: Chart version per Kubernetes minor. Chart and app versions match for these releases (chart
@@ -108,7 +109,8 @@ class Keda(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
 
     def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("torch-eks:infra:Keda", name, None, opts)
+        component_type = type_token("scaling", "Keda")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         ctx = AccountContext(self)
         version = keda_chart_version(args.kubernetes_version)
         role = aws.iam.Role(

@@ -20,6 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.aws.iam import AccountContext, account_root_statement, document
+from infra.components.types import component_options, type_token
 from infra.k8s.scrape_config import scrape_configuration
 
 #: AMP keeps samples at most three years
@@ -113,7 +114,8 @@ class ManagedPrometheus(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ManagedPrometheusArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:ManagedPrometheus", name, None, opts)
+        component_type = type_token("observability", "ManagedPrometheus")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         ctx = AccountContext(self)
         tags = dict(args.tags)
         protect = args.deletion_protection

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.vpc_endpoints import create_vpc_endpoints
+from infra.components.types import component_options, type_token
 from infra.config import NatPolicy
 
 #: Subnet tags the AWS load balancer integrations look for.
@@ -37,8 +38,8 @@ def plan_subnets(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
 
 
 @dataclass(frozen=True)
-class NetworkArgs:
-    """Inputs of ``Network``."""
+class VpcArgs:
+    """Inputs of ``Vpc``."""
 
     cluster_name: str
     vpc_cidr: str
@@ -50,7 +51,7 @@ class NetworkArgs:
     existing_public_subnet_ids: Sequence[str] = field(default_factory=tuple)
 
 
-class Network(pulumi.ComponentResource):
+class Vpc(pulumi.ComponentResource):
     """Private and public subnets for the cluster, with internet egress through NAT.
 
     A VPC it creates also gets endpoints for ECR, S3, STS, Secrets Manager and CloudWatch Logs
@@ -66,9 +67,10 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: pulumi.Output[list[str]]
 
     def __init__(
-        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: VpcArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-eks:infra:Network", name, None, opts)
+        component_type = type_token("network", "Vpc")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
         if args.existing_vpc_id:
             self._adopt(args)
         else:
@@ -81,7 +83,7 @@ class Network(pulumi.ComponentResource):
             }
         )
 
-    def _adopt(self, args: NetworkArgs) -> None:
+    def _adopt(self, args: VpcArgs) -> None:
         # Reading the VPC fails the preview early when the id does not exist in this account.
         vpc = aws.ec2.get_vpc_output(
             id=args.existing_vpc_id, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -90,125 +92,19 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.from_input(list(args.existing_private_subnet_ids))
         self.public_subnet_ids = pulumi.Output.from_input(list(args.existing_public_subnet_ids))
 
-    def _create(self, name: str, args: NetworkArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
-        shared = {cluster_tag(args.cluster_name): "shared"}
-        zones = aws.get_availability_zones_output(
+    def _create(self, name: str, args: VpcArgs) -> None:
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._zones = aws.get_availability_zones_output(
             state="available",
             filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        vpc = aws.ec2.Vpc(
-            f"{name}-vpc",
-            cidr_block=args.vpc_cidr,
-            enable_dns_hostnames=True,
-            enable_dns_support=True,
-            tags={**tags, "Name": f"{args.cluster_name}-vpc"},
-            opts=child,
-        )
-        # The default security group allows all traffic between its members: strip its rules.
-        aws.ec2.DefaultSecurityGroup(
-            f"{name}-default-sg",
-            vpc_id=vpc.id,
-            ingress=[],
-            egress=[],
-            tags={**tags, "Name": f"{args.cluster_name}-default-deny"},
-            opts=child,
-        )
-        igw = aws.ec2.InternetGateway(
-            f"{name}-igw",
-            vpc_id=vpc.id,
-            tags={**tags, "Name": f"{args.cluster_name}-igw"},
-            opts=child,
-        )
+        vpc, igw = self._vpc()
         private_cidrs, public_cidrs = plan_subnets(args.vpc_cidr, args.az_count)
-
-        public_rt = aws.ec2.RouteTable(
-            f"{name}-public-rt",
-            vpc_id=vpc.id,
-            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
-            tags={**tags, "Name": f"{args.cluster_name}-public"},
-            opts=child,
-        )
-        public_subnets: list[aws.ec2.Subnet] = []
-        for index, cidr in enumerate(public_cidrs):
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{index}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones.names[index],
-                # Load balancers get public addresses explicitly; instances here never need one.
-                map_public_ip_on_launch=False,
-                tags={
-                    **tags,
-                    **shared,
-                    PUBLIC_ELB_TAG: "1",
-                    "Name": f"{args.cluster_name}-public-{index}",
-                },
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}-rta",
-                subnet_id=subnet.id,
-                route_table_id=public_rt.id,
-                opts=child,
-            )
-            public_subnets.append(subnet)
-
-        nat_count = 1 if args.nat_policy is NatPolicy.SINGLE else args.az_count
-        nats: list[aws.ec2.NatGateway] = []
-        for index in range(nat_count):
-            eip = aws.ec2.Eip(
-                f"{name}-nat-{index}-eip",
-                domain="vpc",
-                tags={**tags, "Name": f"{args.cluster_name}-nat-{index}"},
-                opts=child,
-            )
-            nats.append(
-                aws.ec2.NatGateway(
-                    f"{name}-nat-{index}",
-                    allocation_id=eip.id,
-                    subnet_id=public_subnets[index].id,
-                    tags={**tags, "Name": f"{args.cluster_name}-nat-{index}"},
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
-                )
-            )
-
-        private_subnets: list[aws.ec2.Subnet] = []
-        private_route_tables: list[aws.ec2.RouteTable] = []
-        for index, cidr in enumerate(private_cidrs):
-            subnet = aws.ec2.Subnet(
-                f"{name}-private-{index}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones.names[index],
-                map_public_ip_on_launch=False,
-                tags={
-                    **tags,
-                    **shared,
-                    INTERNAL_ELB_TAG: "1",
-                    "Name": f"{args.cluster_name}-private-{index}",
-                },
-                opts=child,
-            )
-            nat = nats[index % nat_count]
-            route_table = aws.ec2.RouteTable(
-                f"{name}-private-{index}-rt",
-                vpc_id=vpc.id,
-                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
-                tags={**tags, "Name": f"{args.cluster_name}-private-{index}"},
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}-rta",
-                subnet_id=subnet.id,
-                route_table_id=route_table.id,
-                opts=child,
-            )
-            private_subnets.append(subnet)
-            private_route_tables.append(route_table)
-
+        public_subnets = self._public_subnets(vpc, igw, public_cidrs)
+        nats = self._nat_gateways(igw, public_subnets)
+        private_subnets, private_route_tables = self._private_subnets(vpc, nats, private_cidrs)
         create_vpc_endpoints(
             name,
             self,
@@ -217,8 +113,132 @@ class Network(pulumi.ComponentResource):
             vpc_cidr=args.vpc_cidr,
             private_subnet_ids=[s.id for s in private_subnets],
             private_route_table_ids=[rt.id for rt in private_route_tables],
-            tags=tags,
+            tags=dict(args.tags),
         )
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets]).apply(list)
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets]).apply(list)
+
+    def _tags(self, name: str, elb_role: str | None = None) -> dict[str, str]:
+        """The stack's tags and ``Name`` = ``<cluster>-<name>``; for subnets, the ELB role tags."""
+        extra = {}
+        if elb_role is not None:
+            extra = {cluster_tag(self._args.cluster_name): "shared", elb_role: "1"}
+        return {**self._args.tags, **extra, "Name": f"{self._args.cluster_name}-{name}"}
+
+    def _vpc(self) -> tuple[aws.ec2.Vpc, aws.ec2.InternetGateway]:
+        """The VPC, its default security group stripped of rules, and the internet gateway."""
+        name, args = self._name, self._args
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=args.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags=self._tags("vpc"),
+            opts=self._child,
+        )
+        # The default security group allows all traffic between its members: strip its rules.
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags=self._tags("default-deny"),
+            opts=self._child,
+        )
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags=self._tags("igw"), opts=self._child
+        )
+        return vpc, igw
+
+    def _public_subnets(
+        self, vpc: aws.ec2.Vpc, igw: aws.ec2.InternetGateway, cidrs: list[str]
+    ) -> list[aws.ec2.Subnet]:
+        """One public subnet per zone (internet-facing load balancers), routed to the gateway."""
+        name = self._name
+        route_table = aws.ec2.RouteTable(
+            f"{name}-public-rt",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags=self._tags("public"),
+            opts=self._child,
+        )
+        subnets: list[aws.ec2.Subnet] = []
+        for index, cidr in enumerate(cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{index}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=self._zones.names[index],
+                # Load balancers get public addresses explicitly; instances here never need one.
+                map_public_ip_on_launch=False,
+                tags=self._tags(f"public-{index}", PUBLIC_ELB_TAG),
+                opts=self._child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{index}-rta",
+                subnet_id=subnet.id,
+                route_table_id=route_table.id,
+                opts=self._child,
+            )
+            subnets.append(subnet)
+        return subnets
+
+    def _nat_gateways(
+        self, igw: aws.ec2.InternetGateway, public_subnets: list[aws.ec2.Subnet]
+    ) -> list[aws.ec2.NatGateway]:
+        """One NAT gateway (``NatPolicy.SINGLE``) or one per zone, each with its address."""
+        name, args = self._name, self._args
+        count = 1 if args.nat_policy is NatPolicy.SINGLE else args.az_count
+        nats: list[aws.ec2.NatGateway] = []
+        for index in range(count):
+            eip = aws.ec2.Eip(
+                f"{name}-nat-{index}-eip",
+                domain="vpc",
+                tags=self._tags(f"nat-{index}"),
+                opts=self._child,
+            )
+            nats.append(
+                aws.ec2.NatGateway(
+                    f"{name}-nat-{index}",
+                    allocation_id=eip.id,
+                    subnet_id=public_subnets[index].id,
+                    tags=self._tags(f"nat-{index}"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
+            )
+        return nats
+
+    def _private_subnets(
+        self, vpc: aws.ec2.Vpc, nats: list[aws.ec2.NatGateway], cidrs: list[str]
+    ) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.RouteTable]]:
+        """One private subnet per zone (nodes, internal load balancers), each routed to a NAT."""
+        name = self._name
+        subnets: list[aws.ec2.Subnet] = []
+        route_tables: list[aws.ec2.RouteTable] = []
+        for index, cidr in enumerate(cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{index}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=self._zones.names[index],
+                map_public_ip_on_launch=False,
+                tags=self._tags(f"private-{index}", INTERNAL_ELB_TAG),
+                opts=self._child,
+            )
+            route_table = aws.ec2.RouteTable(
+                f"{name}-private-{index}-rt",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nats[index % len(nats)].id}],
+                tags=self._tags(f"private-{index}"),
+                opts=self._child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{index}-rta",
+                subnet_id=subnet.id,
+                route_table_id=route_table.id,
+                opts=self._child,
+            )
+            subnets.append(subnet)
+            route_tables.append(route_table)
+        return subnets, route_tables

@@ -7,7 +7,8 @@ paths, environment names, UIDs and timings come from ``service.contract`` (throu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.components.types import component_options, type_token
 from infra.config import ROLLOUT_MAX_SURGE
 from infra.k8s.network_policies import (
     SERVICE_EXPOSURES,
@@ -146,59 +148,93 @@ class Workload(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("torch-inference:workload:Workload", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        selector = {
+        component_type = type_token("workload", "Workload")
+        super().__init__(component_type, name, None, component_options(component_type, opts))
+        self._name, self._args = name, args
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._selector = {
             "app.kubernetes.io/name": args.app_name,
             "app.kubernetes.io/instance": args.namespace,
         }
-        labels = {
+        self._labels = {
             **args.labels,
-            **selector,
+            **self._selector,
             "app.kubernetes.io/component": "inference",
             "app.kubernetes.io/managed-by": "pulumi",
         }
-        annotations = {EXPIRY_ANNOTATION: args.expires_at} if args.expires_at else {}
-        image = pulumi.Output.from_input(args.image).apply(require_digest_reference)
+        self._annotations = {EXPIRY_ANNOTATION: args.expires_at} if args.expires_at else {}
+        self._ns = self._namespace()
+        sa = self._service_account()
+        deployment = self._deployment(sa)
+        service = self._service()
+        self._scaled_object(deployment)
+        self._disruption_budget()
+        self._network_policies()
+        self._outputs(sa, deployment, service)
 
+    def _meta(
+        self, name: str, extra: Mapping[str, str] | None = None
+    ) -> k8s.meta.v1.ObjectMetaArgs:
+        """Metadata of a namespaced child: the workload's labels and annotations."""
+        return k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            namespace=self._ns.metadata.name,
+            labels=self._labels,
+            annotations={**self._annotations, **(extra or {})} or None,
+        )
+
+    def _namespace(self) -> k8s.core.v1.Namespace:
+        """The namespace, enforcing (and auditing, warning about) pod security ``restricted``."""
         ns_labels = {
             f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL
             for mode in ("enforce", "audit", "warn")
         }
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
+        return k8s.core.v1.Namespace(
+            f"{self._name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=args.namespace,
-                labels={**labels, **ns_labels},
-                annotations=annotations or None,
+                name=self._args.namespace,
+                labels={**self._labels, **ns_labels},
+                annotations=self._annotations or None,
             ),
-            opts=child,
+            opts=self._child,
         )
 
-        def meta(
-            name: str, namespaced: bool = True, extra: Mapping[str, str] | None = None
-        ) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(
-                name=name,
-                namespace=ns.metadata.name if namespaced else None,
-                labels=labels,
-                annotations={**annotations, **(extra or {})} or None,
-            )
-
-        sa = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=meta(args.service_account_name),
+    def _service_account(self) -> k8s.core.v1.ServiceAccount:
+        return k8s.core.v1.ServiceAccount(
+            f"{self._name}-service-account",
+            metadata=self._meta(self._args.service_account_name),
             # Pods opt out too; the token is only for talking to the Kubernetes API.
             automount_service_account_token=False,
-            opts=child,
+            opts=self._child,
         )
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta(args.app_name),
+
+    def _pod_template(self, sa: k8s.core.v1.ServiceAccount) -> k8s.core.v1.PodTemplateSpecArgs:
+        args = self._args
+        return pod_template(
+            PodTemplateInputs(
+                container_name=args.app_name,
+                image=pulumi.Output.from_input(args.image).apply(require_digest_reference),
+                service_account_name=sa.metadata.name,
+                labels=self._labels,
+                selector=self._selector,
+                annotations=self._annotations,
+                gpu_count=args.gpu_count,
+                node_selector=args.node_selector,
+                resources=args.resources,
+                settings=args.settings,
+                aws_region=args.aws_region,
+                secret_arn=args.secret_arn,
+            )
+        )
+
+    def _deployment(self, sa: k8s.core.v1.ServiceAccount) -> k8s.apps.v1.Deployment:
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deployment",
+            metadata=self._meta(self._args.app_name),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 # No `replicas`: KEDA's HPA owns the count, and a value here would reset it on
                 # every `pulumi up`. The API server starts at 1; the HPA lifts it to min at once.
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._selector),
                 revision_history_limit=5,
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -208,22 +244,7 @@ class Workload(pulumi.ComponentResource):
                         max_unavailable=0, max_surge=ROLLOUT_MAX_SURGE
                     ),
                 ),
-                template=pod_template(
-                    PodTemplateInputs(
-                        container_name=args.app_name,
-                        image=image,
-                        service_account_name=sa.metadata.name,
-                        labels=labels,
-                        selector=selector,
-                        annotations=annotations,
-                        gpu_count=args.gpu_count,
-                        node_selector=args.node_selector,
-                        resources=args.resources,
-                        settings=args.settings,
-                        aws_region=args.aws_region,
-                        secret_arn=args.secret_arn,
-                    )
-                ),
+                template=self._pod_template(sa),
             ),
             # A GPU rollout may wait for a node to scale up from zero and pull a CUDA image.
             opts=pulumi.ResourceOptions(
@@ -231,51 +252,92 @@ class Workload(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
             ),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta(args.app_name, extra=service_annotations(args.exposure)),
-            spec=service_spec(args.exposure, selector, args.service_port),
-            opts=child,
+
+    def _service(self) -> k8s.core.v1.Service:
+        args = self._args
+        return k8s.core.v1.Service(
+            f"{self._name}-service",
+            metadata=self._meta(args.app_name, extra=service_annotations(args.exposure)),
+            spec=service_spec(args.exposure, self._selector, args.service_port),
+            opts=self._child,
         )
-        self._scaled_object(name, args, meta, deployment, child)
+
+    def _scaled_object(self, deployment: k8s.apps.v1.Deployment) -> None:
+        """KEDA's TriggerAuthentication and ScaledObject (which replace a CPU-only HPA)."""
+        args = self._args
+        auth = k8s.apiextensions.CustomResource(
+            f"{self._name}-keda-auth",
+            api_version="keda.sh/v1alpha1",
+            kind="TriggerAuthentication",
+            metadata=self._meta(TRIGGER_AUTH_NAME),
+            spec=trigger_authentication_spec(),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-scaled-object",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            # A stack deployed before KEDA has an HPA of this name for the same Deployment; KEDA's
+            # webhook refuses a ScaledObject next to it unless it takes the HPA over
+            # (https://keda.sh/docs/2.14/concepts/scaling-deployments/#scaledobject-spec). The
+            # HPA name in the spec is that same name, so the take-over is what an update does.
+            metadata=self._meta(args.app_name, extra={TRANSFER_HPA_OWNERSHIP: "true"}),
+            spec=pulumi.Output.from_input(args.metrics_query_url).apply(
+                functools.partial(_scaled_object_spec, args)
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[auth, deployment], delete_before_replace=True
+            ),
+        )
+
+    def _disruption_budget(self) -> None:
         k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta(args.app_name),
+            f"{self._name}-pdb",
+            metadata=self._meta(self._args.app_name),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                 # One pod at a time: keeps n-1 serving during drains, and with a single replica
                 # it still lets node upgrades proceed (minAvailable 1 would block them forever).
                 max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self._selector),
                 # A crash-looping pod must never block a drain.
                 unhealthy_pod_eviction_policy="AlwaysAllow",
             ),
-            opts=child,
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata=meta("default-deny-all"),
-            spec=default_deny_spec(),
-            opts=child,
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-allow-service",
-            metadata=meta(f"{args.app_name}-allow"),
-            spec=allow_service_spec(selector),
-            opts=child,
+            opts=self._child,
         )
 
-        self.namespace = ns.metadata.name
+    def _network_policies(self) -> None:
+        """Deny everything, then allow the service port, DNS, HTTPS and the Pod Identity agent."""
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-default-deny",
+            metadata=self._meta("default-deny-all"),
+            spec=default_deny_spec(),
+            opts=self._child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-allow-service",
+            metadata=self._meta(f"{self._args.app_name}-allow"),
+            spec=allow_service_spec(self._selector),
+            opts=self._child,
+        )
+
+    def _outputs(
+        self,
+        sa: k8s.core.v1.ServiceAccount,
+        deployment: k8s.apps.v1.Deployment,
+        service: k8s.core.v1.Service,
+    ) -> None:
+        self.namespace = self._ns.metadata.name
         self.service_name = service.metadata.name
         self.deployment_name = deployment.metadata.name
         self.service_account_name = sa.metadata.name
-        port_suffix = "" if args.service_port == 80 else f":{args.service_port}"
+        port = self._args.service_port
         self.in_cluster_url = pulumi.Output.concat(
             "http://",
             service.metadata.name,
             ".",
-            ns.metadata.name,
+            self._ns.metadata.name,
             ".svc.cluster.local",
-            port_suffix,
+            "" if port == 80 else f":{port}",
         )
         self.load_balancer_hostname = service.status.apply(_load_balancer_hostname)
         self.register_outputs(
@@ -289,57 +351,26 @@ class Workload(pulumi.ComponentResource):
             }
         )
 
-    def _scaled_object(
-        self,
-        name: str,
-        args: WorkloadArgs,
-        meta: Callable[..., k8s.meta.v1.ObjectMetaArgs],
-        deployment: k8s.apps.v1.Deployment,
-        child: pulumi.ResourceOptions,
-    ) -> None:
-        """KEDA's TriggerAuthentication and ScaledObject (which replace a CPU-only HPA)."""
-        auth = k8s.apiextensions.CustomResource(
-            f"{name}-keda-auth",
-            api_version="keda.sh/v1alpha1",
-            kind="TriggerAuthentication",
-            metadata=meta(TRIGGER_AUTH_NAME),
-            spec=trigger_authentication_spec(),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
 
-        def spec(url: str) -> dict[str, Any]:
-            return scaled_object_spec(
-                ScalingSpec(
-                    namespace=args.namespace,
-                    app_name=args.app_name,
-                    deployment_name=args.app_name,
-                    query_url=url,
-                    aws_region=args.aws_region,
-                    min_replicas=args.min_replicas,
-                    max_replicas=args.max_replicas,
-                    target_in_flight=args.target_in_flight,
-                    target_request_rate=args.target_request_rate,
-                    target_queue_ms=args.target_queue_ms,
-                    target_cpu_utilization=args.target_cpu_utilization,
-                    scale_down_stabilization_seconds=args.scale_down_stabilization_seconds,
-                    working_hours=args.working_hours,
-                )
-            )
-
-        k8s.apiextensions.CustomResource(
-            f"{name}-scaled-object",
-            api_version="keda.sh/v1alpha1",
-            kind="ScaledObject",
-            # A stack deployed before KEDA has an HPA of this name for the same Deployment; KEDA's
-            # webhook refuses a ScaledObject next to it unless it takes the HPA over
-            # (https://keda.sh/docs/2.14/concepts/scaling-deployments/#scaledobject-spec). The
-            # HPA name in the spec is that same name, so the take-over is what an update does.
-            metadata=meta(args.app_name, extra={TRANSFER_HPA_OWNERSHIP: "true"}),
-            spec=pulumi.Output.from_input(args.metrics_query_url).apply(spec),
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[auth, deployment], delete_before_replace=True
-            ),
+def _scaled_object_spec(args: WorkloadArgs, query_url: str) -> dict[str, Any]:
+    """The ScaledObject spec for the workload, once the metrics query URL is known."""
+    return scaled_object_spec(
+        ScalingSpec(
+            namespace=args.namespace,
+            app_name=args.app_name,
+            deployment_name=args.app_name,
+            query_url=query_url,
+            aws_region=args.aws_region,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            target_in_flight=args.target_in_flight,
+            target_request_rate=args.target_request_rate,
+            target_queue_ms=args.target_queue_ms,
+            target_cpu_utilization=args.target_cpu_utilization,
+            scale_down_stabilization_seconds=args.scale_down_stabilization_seconds,
+            working_hours=args.working_hours,
         )
+    )
 
 
 def _load_balancer_hostname(status: k8s.core.v1.outputs.ServiceStatus | None) -> str | None:

@@ -319,15 +319,16 @@ def require_image_ref(cfg: StackConfig) -> str | None:
 
 
 def raw_config_from_pulumi() -> tuple[dict[str, str], frozenset[str]]:
-    """Every config value the engine passed to this program, and which keys are secret."""
-    from pulumi.runtime import config as runtime_config
+    """Every config value the engine passed to this program, and which keys are secret.
 
-    raw: dict[str, str] = {}
-    for source in (runtime_config.get_config_env(), runtime_config.CONFIG.get()):
-        raw.update({str(k): str(v) for k, v in source.items()})
-    secrets = frozenset(raw_key for raw_key in raw if runtime_config.is_config_secret(raw_key))
-    env_secrets = frozenset(runtime_config.get_config_secret_keys_env())
-    return raw, secrets | env_secrets
+    The language host hands them to the program process as ``PULUMI_CONFIG`` and
+    ``PULUMI_CONFIG_SECRET_KEYS`` (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go,
+    ``pulumiConfigVar``); ``pulumi up`` and the Automation API on this folder both run through
+    it, and the offline runner (tools/mocks/runner.py) passes config the same way. Only the
+    SDK's public functions read them, so no SDK internals are needed here.
+    """
+    raw = {str(k): str(v) for k, v in pulumi.runtime.get_config_env().items()}
+    return raw, frozenset(pulumi.runtime.get_config_secret_keys_env())
 
 
 def from_pulumi() -> StackConfig:

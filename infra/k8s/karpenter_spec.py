@@ -78,6 +78,84 @@ def queue_policy(queue_arn: str) -> str:
     )
 
 
+#: Read-only calls Karpenter makes to pick instance types, images, subnets and prices.
+_DISCOVER_ACTIONS: Final = (
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypeOfferings",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplates",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSpotPriceHistory",
+    "ec2:DescribeSubnets",
+    "pricing:GetProducts",
+    "ssm:GetParameter",
+    "iam:GetInstanceProfile",
+)
+_LAUNCH_ACTIONS: Final = (
+    "ec2:CreateFleet",
+    "ec2:CreateLaunchTemplate",
+    "ec2:CreateTags",
+    "ec2:RunInstances",
+)
+_INSTANCE_PROFILE_ACTIONS: Final = (
+    "iam:CreateInstanceProfile",
+    "iam:TagInstanceProfile",
+    "iam:AddRoleToInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile",
+    "iam:DeleteInstanceProfile",
+)
+_QUEUE_ACTIONS: Final = (
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+)
+_VOLUME_KEY_ACTIONS: Final = (
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncrypt*",
+)
+
+
+def _ec2_statements(cluster_name: str) -> list[dict[str, Any]]:
+    """Discover and launch anywhere; terminate only the instances tagged as this cluster's."""
+    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    return [
+        {"Sid": "Discover", "Effect": "Allow", "Action": list(_DISCOVER_ACTIONS), "Resource": "*"},
+        {"Sid": "Launch", "Effect": "Allow", "Action": list(_LAUNCH_ACTIONS), "Resource": "*"},
+        {
+            "Sid": "EndOwnNodesOnly",
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+            "Resource": "*",
+            "Condition": {"StringEquals": owned},
+        },
+    ]
+
+
+def _iam_statements(partition: str, account: str, node_role_arn: str) -> list[dict[str, Any]]:
+    """Instance profiles in this account, and passing the node role (to EC2) only."""
+    return [
+        {
+            "Sid": "InstanceProfilesOfThisCluster",
+            "Effect": "Allow",
+            "Action": list(_INSTANCE_PROFILE_ACTIONS),
+            "Resource": f"arn:{partition}:iam::{account}:instance-profile/*",
+        },
+        {
+            "Sid": "PassOnlyTheNodeRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": node_role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        },
+    ]
+
+
 def controller_policy(
     *,
     partition: str,
@@ -89,92 +167,27 @@ def controller_policy(
     volume_key_arn: str,
 ) -> str:
     """What the Karpenter controller may do: launch and end this cluster's nodes, nothing more."""
-    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    cluster_arn = f"arn:{partition}:eks:{region}:{account}:cluster/{cluster_name}"
     return document(
         [
-            {
-                "Sid": "Discover",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:DescribeAvailabilityZones",
-                    "ec2:DescribeImages",
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeInstanceTypeOfferings",
-                    "ec2:DescribeInstanceTypes",
-                    "ec2:DescribeLaunchTemplates",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSpotPriceHistory",
-                    "ec2:DescribeSubnets",
-                    "pricing:GetProducts",
-                    "ssm:GetParameter",
-                    "iam:GetInstanceProfile",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "Launch",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:CreateFleet",
-                    "ec2:CreateLaunchTemplate",
-                    "ec2:CreateTags",
-                    "ec2:RunInstances",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "EndOwnNodesOnly",
-                "Effect": "Allow",
-                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-                "Resource": "*",
-                "Condition": {"StringEquals": owned},
-            },
-            {
-                "Sid": "InstanceProfilesOfThisCluster",
-                "Effect": "Allow",
-                "Action": [
-                    "iam:CreateInstanceProfile",
-                    "iam:TagInstanceProfile",
-                    "iam:AddRoleToInstanceProfile",
-                    "iam:RemoveRoleFromInstanceProfile",
-                    "iam:DeleteInstanceProfile",
-                ],
-                "Resource": f"arn:{partition}:iam::{account}:instance-profile/*",
-            },
-            {
-                "Sid": "PassOnlyTheNodeRole",
-                "Effect": "Allow",
-                "Action": "iam:PassRole",
-                "Resource": node_role_arn,
-                "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-            },
+            *_ec2_statements(cluster_name),
+            *_iam_statements(partition, account, node_role_arn),
             {
                 "Sid": "InterruptionQueue",
                 "Effect": "Allow",
-                "Action": [
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
-                    "sqs:ReceiveMessage",
-                ],
+                "Action": list(_QUEUE_ACTIONS),
                 "Resource": queue_arn,
             },
             {
                 "Sid": "DescribeThisCluster",
                 "Effect": "Allow",
                 "Action": "eks:DescribeCluster",
-                "Resource": f"arn:{partition}:eks:{region}:{account}:cluster/{cluster_name}",
+                "Resource": cluster_arn,
             },
             {
                 "Sid": "EncryptedRootVolumes",
                 "Effect": "Allow",
-                "Action": [
-                    "kms:CreateGrant",
-                    "kms:Decrypt",
-                    "kms:DescribeKey",
-                    "kms:GenerateDataKeyWithoutPlaintext",
-                    "kms:ReEncrypt*",
-                ],
+                "Action": list(_VOLUME_KEY_ACTIONS),
                 "Resource": volume_key_arn,
                 "Condition": {"StringEquals": {"kms:ViaService": f"ec2.{region}.amazonaws.com"}},
             },

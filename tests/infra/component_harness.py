@@ -1,62 +1,40 @@
-"""Run a few Pulumi components under mocks and return what they registered.
+"""Run a few Pulumi components under the project's mock engine and return what they registered.
 
-The whole-program tests use the project's realistic mocks; the component tests only need every
-registration with its inputs, and computed outputs that look like AWS's (an ARN, an id), so
-they stay independent of the rest of the program.
+A thin helper over ``tools.mocks.runner.run_component``: the components see the same ARNs, ids
+and endpoints the whole program sees (in ``REGION``), so a test reads a computed value from the
+resource that produced it (``one(...).outputs``) instead of guessing its format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-import pulumi
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from tools.mocks import ACCOUNT_ID, Registration
+from tools.mocks.runner import run_component
 
-from tools.manifests import RecordedResource
+__all__ = ["ACCOUNT_ID", "REGION", "all_of", "one", "only", "run_under_mocks"]
 
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
+REGION: Final = "us-east-1"
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Echo inputs back as outputs (plus an ARN) and remember every registration."""
-
-    def __init__(self) -> None:
-        self.resources: list[RecordedResource] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(RecordedResource(args.typ, args.name, dict(args.inputs)))
-        outputs = dict(args.inputs)
-        service = args.typ.split(":")[1].split("/")[0] if args.typ.startswith("aws:") else ""
-        if args.typ == "kubernetes:core/v1:Service" and outputs["spec"]["type"] == "LoadBalancer":
-            # What the cloud controller writes once the NLB exists.
-            hostname = f"{args.name}.elb.{REGION}.amazonaws.com"
-            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
-        if service:
-            outputs.setdefault("arn", f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{args.name}")
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
-        raise AssertionError(f"the components under test must not invoke {args.token}")
-
-
-def run_under_mocks(program: Callable[[], None]) -> list[RecordedResource]:
+def run_under_mocks(program: Callable[[], object]) -> list[Registration]:
     """Run ``program`` (which declares resources) to completion and return its registrations."""
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="torch-eks-inference", stack="test", preview=False)
-    _sync_await(run_pulumi_func(program))
-    return mocks.resources
+    return run_component(program, region=REGION)
 
 
-def only(resources: list[RecordedResource], type_: str, name: str | None = None) -> dict[str, Any]:
-    """The inputs of the single resource of ``type_`` (and logical ``name``, when given)."""
+def one(resources: list[Registration], type_: str, name: str | None = None) -> Registration:
+    """The single registration of ``type_`` (and logical ``name``, when given)."""
     matches = [r for r in resources if r.type == type_ and (name is None or r.name == name)]
     assert len(matches) == 1, f"expected one {type_} {name or ''}, got {len(matches)}"
-    return dict(matches[0].inputs)
+    return matches[0]
 
 
-def all_of(resources: list[RecordedResource], type_: str) -> list[dict[str, Any]]:
+def only(resources: list[Registration], type_: str, name: str | None = None) -> dict[str, Any]:
+    """The inputs of the single resource of ``type_`` (and logical ``name``, when given)."""
+    return dict(one(resources, type_, name).inputs)
+
+
+def all_of(resources: list[Registration], type_: str) -> list[dict[str, Any]]:
     """The inputs of every resource of ``type_``."""
     return [dict(r.inputs) for r in resources if r.type == type_]

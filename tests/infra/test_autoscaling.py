@@ -350,15 +350,15 @@ def _scraper_inputs(**changes: Any) -> dict[str, Any]:
 
 def test_mock_scraper_refuses_one_subnet_and_a_config_without_jobs() -> None:
     mocks = ProgramMocks()
-    assert mocks._outputs(SCRAPER, "s", _scraper_inputs(), None)["roleArn"]
+    assert mocks.outputs(SCRAPER, "s", _scraper_inputs(), None)["roleArn"]
     one = _scraper_inputs()
     one["source"]["eks"]["subnetIds"] = ["subnet-1"]
     with pytest.raises(MockRejectedError, match="2\\+ subnets"):
-        mocks._outputs(SCRAPER, "s", one, None)
+        mocks.outputs(SCRAPER, "s", one, None)
     with pytest.raises(MockRejectedError, match="no scrape_configs"):
-        mocks._outputs(SCRAPER, "s", _scraper_inputs(scrapeConfiguration="global: {}\n"), None)
+        mocks.outputs(SCRAPER, "s", _scraper_inputs(scrapeConfiguration="global: {}\n"), None)
     with pytest.raises(MockRejectedError, match="1-1095"):
-        mocks._outputs(
+        mocks.outputs(
             "aws:amp/workspaceConfiguration:WorkspaceConfiguration",
             "r",
             {"workspaceId": "ws-1", "retentionPeriodInDays": 3650},

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from pulumi.runtime.mocks import MockCallArgs
+from pulumi.runtime import MockCallArgs
 
 from infra.components.cluster import build_kubeconfig, node_template_tags
 from infra.components.image_registry import Registry, RegistryArgs, build_context, source_hash
+from infra.components.types import LEGACY_TYPES, type_token
 from infra.components.vpc import plan_subnets
 from infra.config import ImageVariant
+from tests.stack_inventory import Inventory
 from tools.mocks import ProgramMocks
 from tools.plan import config_file, read_stack_config, run_program
 
@@ -180,3 +183,54 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
     assert result["build"]["context"] == ".."
     assert result["build"]["dockerfile"] == "../service/Dockerfile"
     assert result["resources"] > 80
+
+
+# --- one type-token scheme, with the old tokens aliased (issue 13 item 6) ---------------------
+_TOKEN = re.compile(
+    r"^torch-eks-inference:(network|cluster|registry|secrets|workload|observability|scaling):"
+    r"[A-Z][A-Za-z]+$"
+)
+
+
+def test_every_component_type_follows_the_scheme(any_stack: Inventory) -> None:
+    components = {r.type for r in any_stack.registrations if not r.custom}
+    assert components
+    assert sorted(t for t in components if not _TOKEN.match(t)) == []
+
+
+def test_a_component_with_a_legacy_token_answers_to_its_old_urn(any_stack: Inventory) -> None:
+    """Without the alias, `pulumi up` would delete and recreate it and everything under it."""
+    aliases = any_stack.run.aliases
+    checked = 0
+    for reg in any_stack.registrations:
+        legacy = LEGACY_TYPES.get(reg.type)
+        if legacy is None:
+            continue
+        old = f"urn:pulumi:{any_stack.run.stack}::torch-eks-inference::{legacy}::{reg.name}"
+        assert old in aliases[reg.urn], f"{reg.type} {reg.name} lacks an alias to {legacy}"
+        checked += 1
+    assert checked
+
+
+def test_every_node_group_is_a_node_group_component_with_its_launch_template(
+    long_lived: Inventory,
+) -> None:
+    """System and GPU nodes come from the one NodeGroup component; the moved children keep
+    their old URNs (directly under the Cluster's legacy token) through an alias."""
+    by_urn = {r.urn: r for r in long_lived.registrations}
+    groups = long_lived.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert {g.name for g in groups} >= {"cluster-system"}
+    for group in groups:
+        parent = by_urn[group.parent_urn or ""]
+        assert (parent.type, parent.name) == (type_token("cluster", "NodeGroup"), group.name)
+        (template,) = [
+            r
+            for r in long_lived.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+            if r.parent_urn == parent.urn
+        ]
+        assert template.name == f"{group.name}-lt"
+        old = (
+            f"urn:pulumi:{long_lived.run.stack}::torch-eks-inference::torch-eks:infra:Cluster"
+            f"$aws:eks/nodeGroup:NodeGroup::{group.name}"
+        )
+        assert old in long_lived.run.aliases[group.urn]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pulumi.runtime.mocks import MockCallArgs
+from pulumi.runtime import MockCallArgs
 
 from infra.aws.vpc_endpoints import INTERFACE_ENDPOINT_SERVICES
 from tests.stack_inventory import Inventory

@@ -24,8 +24,15 @@ from service import contract
 from service.access_log import AccessMiddleware
 from service.json_logging import JsonFormatter
 from service.metrics import ServiceMetrics
-from tests.infra.component_harness import ACCOUNT_ID, REGION, all_of, only, run_under_mocks
-from tools.manifests import RecordedResource
+from tests.infra.component_harness import (
+    ACCOUNT_ID,
+    REGION,
+    all_of,
+    one,
+    only,
+    run_under_mocks,
+)
+from tools.mocks import Registration
 
 CLUSTER = "torch-eks-inference-staging"
 NAMESPACE = "inference"
@@ -177,21 +184,21 @@ def monitoring_args(**changes: Any) -> obs.ServiceMonitoringArgs:
 
 
 @pytest.fixture(scope="module")
-def logs() -> list[RecordedResource]:
+def logs() -> list[Registration]:
     return run_under_mocks(lambda: obs.ContainerInsightsLogs("obs", logs_args()) and None)
 
 
 @pytest.fixture(scope="module")
-def monitoring() -> list[RecordedResource]:
+def monitoring() -> list[Registration]:
     return run_under_mocks(lambda: obs.ServiceMonitoring("mon", monitoring_args()) and None)
 
 
-def alarm(resources: list[RecordedResource], key: str) -> dict[str, Any]:
+def alarm(resources: list[Registration], key: str) -> dict[str, Any]:
     return only(resources, ALARM, f"mon-{key}")
 
 
 def test_four_container_insights_log_groups_with_retention_and_kms(
-    logs: list[RecordedResource],
+    logs: list[Registration],
 ) -> None:
     groups = all_of(logs, LOG_GROUP)
     assert sorted(g["name"] for g in groups) == sorted(
@@ -199,7 +206,7 @@ def test_four_container_insights_log_groups_with_retention_and_kms(
         for t in ("application", "dataplane", "host", "performance")
     )
     key = only(logs, "aws:kms/key:Key")
-    key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:obs-logs-key"
+    key_arn = one(logs, "aws:kms/key:Key").outputs["arn"]  # the key this component created
     for group in groups:
         assert group["retentionInDays"] == 30
         assert group["kmsKeyId"] == key_arn
@@ -207,7 +214,7 @@ def test_four_container_insights_log_groups_with_retention_and_kms(
 
 
 def test_key_policy_lets_cloudwatch_logs_use_it_for_this_cluster_only(
-    logs: list[RecordedResource],
+    logs: list[Registration],
 ) -> None:
     policy = json.loads(only(logs, "aws:kms/key:Key")["policy"])
     statements = {s["Sid"]: s for s in policy["Statement"]}
@@ -231,7 +238,7 @@ def test_retention_must_be_a_cloudwatch_value(days: int) -> None:
 
 
 def test_log_metric_filters_target_the_application_group(
-    monitoring: list[RecordedResource],
+    monitoring: list[Registration],
 ) -> None:
     filters = all_of(monitoring, METRIC_FILTER)
     assert {f["metricTransformation"]["name"] for f in filters} == {
@@ -301,7 +308,7 @@ def test_filters_ignore_other_namespaces_and_non_access_lines() -> None:
 
 
 def test_5xx_rate_alarm_is_metric_math_over_the_filter_metrics(
-    monitoring: list[RecordedResource],
+    monitoring: list[Registration],
 ) -> None:
     spec = alarm(monitoring, "5xx-rate")
     queries = {q["id"]: q for q in spec["metricQueries"]}
@@ -314,7 +321,7 @@ def test_5xx_rate_alarm_is_metric_math_over_the_filter_metrics(
     assert spec["comparisonOperator"] == "GreaterThanThreshold"
 
 
-def test_p99_latency_alarm(monitoring: list[RecordedResource]) -> None:
+def test_p99_latency_alarm(monitoring: list[Registration]) -> None:
     spec = alarm(monitoring, "p99-latency")
     assert spec["metricName"] == obs.LATENCY_METRIC
     assert spec["namespace"] == obs.service_metric_namespace(CLUSTER, NAMESPACE)
@@ -323,7 +330,7 @@ def test_p99_latency_alarm(monitoring: list[RecordedResource]) -> None:
 
 
 def test_restart_alarm_reads_container_insights_for_the_deployment(
-    monitoring: list[RecordedResource],
+    monitoring: list[Registration],
 ) -> None:
     spec = alarm(monitoring, "restarts")
     assert (spec["namespace"], spec["metricName"]) == (
@@ -334,7 +341,7 @@ def test_restart_alarm_reads_container_insights_for_the_deployment(
 
 
 def test_gpu_capacity_alarm_breaches_when_no_gpu_node_reports(
-    monitoring: list[RecordedResource],
+    monitoring: list[Registration],
 ) -> None:
     spec = alarm(monitoring, "gpu-capacity")
     assert (spec["namespace"], spec["metricName"]) == ("ContainerInsights", "node_gpu_limit")
@@ -344,7 +351,7 @@ def test_gpu_capacity_alarm_breaches_when_no_gpu_node_reports(
     assert spec["treatMissingData"] == "breaching"
 
 
-def test_names_are_unique_per_cluster(monitoring: list[RecordedResource]) -> None:
+def test_names_are_unique_per_cluster(monitoring: list[Registration]) -> None:
     # Alarm, topic and dashboard names are account-wide; the cluster (one per stack) is in each.
     named = [*all_of(monitoring, ALARM), only(monitoring, "aws:sns/topic:Topic")]
     for spec in named:
@@ -364,10 +371,10 @@ def test_cpu_stack_has_no_gpu_alarm() -> None:
     assert names == {"mon-5xx-rate", "mon-p99-latency", "mon-restarts"}
 
 
-def test_every_alarm_notifies_the_encrypted_topic(monitoring: list[RecordedResource]) -> None:
+def test_every_alarm_notifies_the_encrypted_topic(monitoring: list[Registration]) -> None:
     topic = only(monitoring, "aws:sns/topic:Topic")
     assert topic["kmsMasterKeyId"] == KEY_ARN
-    topic_arn = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:mon-alarms"
+    topic_arn = one(monitoring, "aws:sns/topic:Topic").outputs["arn"]  # the topic created here
     alarms = all_of(monitoring, ALARM)
     assert len(alarms) == 4
     for spec in alarms:
@@ -391,7 +398,7 @@ def test_alarms_without_topic_have_no_actions() -> None:
         assert spec.get("alarmActions", []) == []
 
 
-def test_dashboard_reads_only_metrics_that_exist(monitoring: list[RecordedResource]) -> None:
+def test_dashboard_reads_only_metrics_that_exist(monitoring: list[Registration]) -> None:
     body = json.loads(only(monitoring, "aws:cloudwatch/dashboard:Dashboard")["dashboardBody"])
     filter_metrics = {f["metricTransformation"]["name"] for f in all_of(monitoring, METRIC_FILTER)}
     seen = set()

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pulumi.runtime import rpc
 
 from infra.components.addons import AUTOSCALER_MUTATING_ACTIONS, NODE_ADDONS, NODELESS_ADDONS
 from infra.components.cluster import (
@@ -21,7 +20,7 @@ from infra.components.cluster import (
 )
 from infra.components.workload import EXPIRY_ANNOTATION
 from tests.stack_inventory import Inventory, policy
-from tools.mocks import ACCOUNT_ID, DEPLOYER_ROLE
+from tools.mocks import ACCOUNT_ID, DEPLOYER_ROLE, runner
 from tools.plan import SAMPLE_EXPIRES_AT
 
 CLUSTER = "aws:eks/cluster:Cluster"
@@ -69,7 +68,7 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
     """Every leaf of ``value`` with its path and whether it sits inside a secret."""
 
     def go(node: Any, where: str, secret: bool) -> Iterator[tuple[str, Any, bool]]:
-        if rpc.is_rpc_secret(node):
+        if runner.is_secret(node):
             yield from go(node["value"], where, True)
         elif isinstance(node, dict):
             for key, child in node.items():
@@ -433,8 +432,8 @@ def test_pr_image_is_built_for_amd64_with_the_stack_variant_and_pushed_to_ecr(
     assert repository == repo_url
     assert tag.startswith("pr-123-cuda-")
     # The password makes the whole registry block secret.
-    assert rpc.is_rpc_secret(image["registry"])
-    registry = rpc.unwrap_rpc_secret(image["registry"])
+    assert runner.is_secret(image["registry"])
+    registry = runner.reveal(image["registry"])
     assert registry["server"] == f"https://{ACCOUNT_ID}.dkr.ecr.us-west-2.amazonaws.com"
     assert registry["username"] == "AWS"
 
@@ -536,16 +535,16 @@ def test_secret_is_kms_encrypted_and_its_value_always_secret(any_stack: Inventor
     secret = any_stack.one(SECRET)
     assert secret["kmsKeyId"] == outputs_of(any_stack, KMS_KEY, "api-key-key")["arn"]
     version = any_stack.one("aws:secretsmanager/secretVersion:SecretVersion")
-    assert rpc.is_rpc_secret(version["secretString"])
+    assert runner.is_secret(version["secretString"])
 
 
 def test_no_secret_value_appears_in_plain_text_in_any_input(any_stack: Inventory) -> None:
     generated = outputs_of(any_stack, "random:index/randomPassword:RandomPassword", "api-key-value")
-    secrets = {rpc.unwrap_rpc_secret(generated["result"])}
+    secrets = {runner.reveal(generated["result"])}
     kubeconfig_inputs = any_stack.one("pulumi:providers:kubernetes")["kubeconfig"]
-    assert rpc.is_rpc_secret(kubeconfig_inputs)
+    assert runner.is_secret(kubeconfig_inputs)
     for image in any_stack.of_type(IMAGE):  # pr stacks only: they push with ECR credentials
-        secrets.add(rpc.unwrap_rpc_secret(image.inputs["registry"])["password"])
+        secrets.add(runner.reveal(image.inputs["registry"])["password"])
     assert all(len(s) >= 24 for s in secrets)
     leaks = [
         (r.type, r.name, path)
@@ -567,7 +566,7 @@ def test_a_configured_api_key_never_appears_in_plain_text() -> None:
     )
     assert not [r for r in run.registrations if r.type.startswith("random:")]
     version = next(r for r in run.registrations if r.type.endswith("secretVersion:SecretVersion"))
-    assert version.inputs["secretString"] == rpc.wrap_rpc_secret(key)
+    assert version.inputs["secretString"] == runner.secret(key)
     leaks = [
         (r.type, r.name, path)
         for r in run.registrations
@@ -703,7 +702,7 @@ def test_dev_exports_what_pr_stacks_and_people_need(stack_run: Callable[[str], I
     ):
         assert name in run.outputs, name
     assert run.secret_outputs == {"kubeconfig"}
-    kubeconfig = json.loads(rpc.unwrap_rpc_secret(run.outputs["kubeconfig"]))
+    kubeconfig = json.loads(runner.reveal(run.outputs["kubeconfig"]))
     user = kubeconfig["users"][0]["user"]
     assert "token" not in user
     assert user["exec"]["command"] == "aws"

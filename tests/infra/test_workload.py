@@ -17,8 +17,8 @@ from infra.components.workload import (
 from infra.k8s.network_policies import INTERNAL_NLB_ANNOTATIONS, POD_IDENTITY_AGENT_CIDR
 from infra.k8s.pod import GPU_RESOURCE, ContainerResources, ServiceSettings
 from service import contract
-from tests.infra.component_harness import REGION, all_of, only, run_under_mocks
-from tools.manifests import RecordedResource
+from tests.infra.component_harness import REGION, all_of, one, only, run_under_mocks
+from tools.mocks import Registration
 
 DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/torch-inference@sha256:" + "ab" * 32
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:torch-inference-api-key-AbCdEf"
@@ -52,7 +52,7 @@ def gpu_args(**changes: Any) -> WorkloadArgs:
     return dataclasses.replace(args, **changes)
 
 
-def render(args: WorkloadArgs) -> list[RecordedResource]:
+def render(args: WorkloadArgs) -> list[Registration]:
     def program() -> None:
         Workload("svc", args)
 
@@ -60,32 +60,32 @@ def render(args: WorkloadArgs) -> list[RecordedResource]:
 
 
 @pytest.fixture(scope="module")
-def gpu_stack() -> list[RecordedResource]:
+def gpu_stack() -> list[Registration]:
     return render(gpu_args())
 
 
 @pytest.fixture(scope="module")
-def cpu_stack() -> list[RecordedResource]:
+def cpu_stack() -> list[Registration]:
     return render(gpu_args(gpu_count=0, node_selector={}, exposure="cluster-ip", secret_arn=None))
 
 
-def pod_spec(resources: list[RecordedResource]) -> dict[str, Any]:
+def pod_spec(resources: list[Registration]) -> dict[str, Any]:
     spec: dict[str, Any] = only(resources, DEPLOYMENT)["spec"]["template"]["spec"]
     return spec
 
 
-def container(resources: list[RecordedResource]) -> dict[str, Any]:
+def container(resources: list[Registration]) -> dict[str, Any]:
     containers = pod_spec(resources)["containers"]
     assert len(containers) == 1
     result: dict[str, Any] = containers[0]
     return result
 
 
-def env_of(resources: list[RecordedResource]) -> dict[str, str]:
+def env_of(resources: list[Registration]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container(resources)["env"]}
 
 
-def test_declares_exactly_the_expected_objects(gpu_stack: list[RecordedResource]) -> None:
+def test_declares_exactly_the_expected_objects(gpu_stack: list[Registration]) -> None:
     kinds = sorted(r.type.rsplit(":", 1)[1] for r in gpu_stack if r.type.startswith("kubernetes"))
     assert kinds == [
         "Deployment",
@@ -104,13 +104,13 @@ def test_declares_exactly_the_expected_objects(gpu_stack: list[RecordedResource]
     assert {r.inputs["metadata"]["namespace"] for r in namespaced} == {"inference"}
 
 
-def test_namespace_enforces_restricted_pod_security(gpu_stack: list[RecordedResource]) -> None:
+def test_namespace_enforces_restricted_pod_security(gpu_stack: list[Registration]) -> None:
     labels = only(gpu_stack, "kubernetes:core/v1:Namespace")["metadata"]["labels"]
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
 
 
-def test_pod_runs_restricted_as_the_contract_user(gpu_stack: list[RecordedResource]) -> None:
+def test_pod_runs_restricted_as_the_contract_user(gpu_stack: list[Registration]) -> None:
     pod = pod_spec(gpu_stack)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == contract.RUN_AS_UID
@@ -130,7 +130,7 @@ def test_pod_runs_restricted_as_the_contract_user(gpu_stack: list[RecordedResour
 
 
 def test_only_the_contract_writable_dir_is_writable_and_in_memory(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     mounts = container(gpu_stack)["volumeMounts"]
     assert [m["mountPath"] for m in mounts] == [contract.WRITABLE_DIR]
@@ -139,7 +139,7 @@ def test_only_the_contract_writable_dir_is_writable_and_in_memory(
     assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "256Mi"}
 
 
-def test_image_is_the_digest_reference(gpu_stack: list[RecordedResource]) -> None:
+def test_image_is_the_digest_reference(gpu_stack: list[Registration]) -> None:
     assert container(gpu_stack)["image"] == DIGEST_IMAGE
 
 
@@ -162,7 +162,7 @@ def test_a_computed_tag_reference_fails_the_run() -> None:
         render(gpu_args(image=pulumi.Output.from_input("repo/torch-inference:v1")))
 
 
-def test_ports_and_probes_come_from_the_contract(gpu_stack: list[RecordedResource]) -> None:
+def test_ports_and_probes_come_from_the_contract(gpu_stack: list[Registration]) -> None:
     c = container(gpu_stack)
     (port,) = c["ports"]
     assert port["containerPort"] == contract.DEFAULT_PORT
@@ -184,7 +184,7 @@ def test_ports_and_probes_come_from_the_contract(gpu_stack: list[RecordedResourc
         assert probe["timeoutSeconds"] == p.timeout_seconds
 
 
-def test_shutdown_timings_come_from_the_contract(gpu_stack: list[RecordedResource]) -> None:
+def test_shutdown_timings_come_from_the_contract(gpu_stack: list[Registration]) -> None:
     pre_stop = container(gpu_stack)["lifecycle"]["preStop"]
     assert pre_stop == {"sleep": {"seconds": contract.SHUTDOWN.pre_stop_sleep_seconds}}
     grace = pod_spec(gpu_stack)["terminationGracePeriodSeconds"]
@@ -194,7 +194,7 @@ def test_shutdown_timings_come_from_the_contract(gpu_stack: list[RecordedResourc
     assert s.pre_stop_sleep_seconds + s.drain_period_seconds + s.drain_seconds < grace
 
 
-def test_environment_uses_only_contract_names(gpu_stack: list[RecordedResource]) -> None:
+def test_environment_uses_only_contract_names(gpu_stack: list[Registration]) -> None:
     env = env_of(gpu_stack)
     contract_names = {f.default for f in dataclasses.fields(contract.ENV)}
     assert set(env) <= contract_names
@@ -216,7 +216,7 @@ def test_settings_and_model_uri_reach_the_environment() -> None:
 
 
 def test_gpu_pod_requests_equal_limits_and_tolerates_the_gpu_taint(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     resources = container(gpu_stack)["resources"]
     assert resources["requests"][GPU_RESOURCE] == resources["limits"][GPU_RESOURCE] == "1"
@@ -233,7 +233,7 @@ def test_two_gpus_per_pod_are_requested_and_limited() -> None:
 
 
 def test_cpu_stack_has_no_gpu_limit_no_toleration_and_cpu_device(
-    cpu_stack: list[RecordedResource],
+    cpu_stack: list[Registration],
 ) -> None:
     resources = container(cpu_stack)["resources"]
     assert GPU_RESOURCE not in resources["requests"]
@@ -246,7 +246,7 @@ def test_cpu_stack_has_no_gpu_limit_no_toleration_and_cpu_device(
     assert contract.ENV.API_KEY_SECRET_ARN not in env
 
 
-def test_cpu_and_memory_have_requests_and_limits(gpu_stack: list[RecordedResource]) -> None:
+def test_cpu_and_memory_have_requests_and_limits(gpu_stack: list[Registration]) -> None:
     resources = container(gpu_stack)["resources"]
     defaults = ContainerResources()
     assert resources["requests"]["cpu"] == defaults.cpu_request
@@ -254,7 +254,7 @@ def test_cpu_and_memory_have_requests_and_limits(gpu_stack: list[RecordedResourc
 
 
 def test_rollout_never_drops_serving_pods_and_spreads_over_zones_and_hosts(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     spec = only(gpu_stack, DEPLOYMENT)["spec"]
     assert "replicas" not in spec  # the HPA owns the replica count
@@ -265,7 +265,7 @@ def test_rollout_never_drops_serving_pods_and_spreads_over_zones_and_hosts(
         assert constraint["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
 
-def test_selectors_match_the_pod_labels(gpu_stack: list[RecordedResource]) -> None:
+def test_selectors_match_the_pod_labels(gpu_stack: list[Registration]) -> None:
     deployment = only(gpu_stack, DEPLOYMENT)
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     selectors = [
@@ -282,7 +282,7 @@ def test_selectors_match_the_pod_labels(gpu_stack: list[RecordedResource]) -> No
 
 
 def test_scaled_object_bounds_and_targets_come_from_the_args(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     spec = only(gpu_stack, SCALED_OBJECT)["spec"]
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 4)
@@ -302,7 +302,7 @@ def test_scaled_object_bounds_and_targets_come_from_the_args(
 
 
 def test_the_scaled_object_takes_over_the_hpa_an_older_version_left(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     # Without the annotation KEDA's webhook refuses the ScaledObject while the old HPA (same
     # Deployment, named after the app) still exists: it is only deleted after the update.
@@ -312,7 +312,7 @@ def test_the_scaled_object_takes_over_the_hpa_an_older_version_left(
     assert hpa["name"] == "torch-inference"  # the name the CPU HPA had (metadata.name = app)
 
 
-def test_no_cpu_only_hpa_is_declared(gpu_stack: list[RecordedResource]) -> None:
+def test_no_cpu_only_hpa_is_declared(gpu_stack: list[Registration]) -> None:
     # KEDA creates the HPA from the ScaledObject; a second, CPU-only one would fight it.
     assert not [r for r in gpu_stack if "HorizontalPodAutoscaler" in r.type]
 
@@ -327,7 +327,7 @@ def test_off_hours_scale_to_zero_adds_the_cron_window() -> None:
 
 
 def test_the_scaled_object_waits_for_its_trigger_authentication(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     auth = only(gpu_stack, "kubernetes:keda.sh/v1alpha1:TriggerAuthentication")
     assert auth["spec"] == {"podIdentity": {"provider": "aws"}}
@@ -336,14 +336,14 @@ def test_the_scaled_object_waits_for_its_trigger_authentication(
     assert names == {auth["metadata"]["name"]}
 
 
-def test_pdb_lets_one_pod_go_at_a_time(gpu_stack: list[RecordedResource]) -> None:
+def test_pdb_lets_one_pod_go_at_a_time(gpu_stack: list[Registration]) -> None:
     spec = only(gpu_stack, "kubernetes:policy/v1:PodDisruptionBudget")["spec"]
     assert spec["maxUnavailable"] == 1
     assert "minAvailable" not in spec
     assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
-def test_network_policies_deny_by_default(gpu_stack: list[RecordedResource]) -> None:
+def test_network_policies_deny_by_default(gpu_stack: list[Registration]) -> None:
     deny = only(gpu_stack, NETWORK_POLICY, "svc-default-deny")["spec"]
     assert deny["podSelector"] == {}
     assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
@@ -369,7 +369,7 @@ def _rules(rules: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
 
 
 def test_network_policy_allows_exactly_the_needed_traffic(
-    gpu_stack: list[RecordedResource],
+    gpu_stack: list[Registration],
 ) -> None:
     allow = only(gpu_stack, NETWORK_POLICY, "svc-allow-service")["spec"]
     assert _rules(allow["ingress"]) == {("any", contract.DEFAULT_PORT, "TCP")}
@@ -387,7 +387,7 @@ def test_network_policy_allows_exactly_the_needed_traffic(
     }
 
 
-def test_internal_nlb_service(gpu_stack: list[RecordedResource]) -> None:
+def test_internal_nlb_service(gpu_stack: list[Registration]) -> None:
     service = only(gpu_stack, SERVICE)
     assert service["spec"]["type"] == "LoadBalancer"
     annotations = service["metadata"]["annotations"]
@@ -405,7 +405,7 @@ def test_internal_nlb_service(gpu_stack: list[RecordedResource]) -> None:
     assert port["targetPort"] == container(gpu_stack)["ports"][0]["name"]
 
 
-def test_cluster_ip_service_has_no_load_balancer(cpu_stack: list[RecordedResource]) -> None:
+def test_cluster_ip_service_has_no_load_balancer(cpu_stack: list[Registration]) -> None:
     service = only(cpu_stack, SERVICE)
     assert service["spec"]["type"] == "ClusterIP"
     assert "annotations" not in service["metadata"]
@@ -420,7 +420,7 @@ def test_expiry_annotation_on_every_object_of_an_ephemeral_stack() -> None:
         assert resource.inputs["metadata"]["annotations"][EXPIRY_ANNOTATION] == expires
 
 
-def test_long_lived_stack_has_no_expiry(gpu_stack: list[RecordedResource]) -> None:
+def test_long_lived_stack_has_no_expiry(gpu_stack: list[Registration]) -> None:
     for resource in all_of(gpu_stack, DEPLOYMENT):
         assert EXPIRY_ANNOTATION not in (resource["metadata"].get("annotations") or {})
 
@@ -434,12 +434,15 @@ def test_outputs_name_the_service_and_its_url() -> None:
         workload.service_name.apply(lambda name: seen.setdefault("service", name))
         workload.load_balancer_hostname.apply(lambda host: seen.setdefault("nlb", host))
 
-    run_under_mocks(program)
+    resources = run_under_mocks(program)
+    # The hostname the load balancer controller writes into the Service's status.
+    ingress = one(resources, SERVICE).outputs["status"]["loadBalancer"]["ingress"]
     assert seen == {
         "url": "http://torch-inference.inference.svc.cluster.local:8000",
         "service": "torch-inference",
-        "nlb": f"svc-service.elb.{REGION}.amazonaws.com",
+        "nlb": ingress[0]["hostname"],
     }
+    assert seen["nlb"].endswith(f".elb.{REGION}.amazonaws.com")
 
 
 def test_cluster_ip_service_has_no_load_balancer_hostname() -> None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app, service_state
+from service.app import create_app, service_runtime
 from service.settings import Settings
 from tests.model_dirs import slow_model_dir, tiny_model_dir, write_model_dir
 
@@ -24,13 +23,13 @@ __all__ = ["slow_model_dir", "tiny_model_dir", "write_model_dir"]
 
 def settings_for(model_dir: Path, **overrides: object) -> Settings:
     """Settings for an in-process app serving ``model_dir`` on the CPU."""
-    base = Settings(model_uri=str(model_dir), device="cpu")
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"model_uri": str(model_dir), "device": "cpu", **overrides}
+    return Settings.model_validate(fields)
 
 
 def wait_ready(app: FastAPI, timeout: float = 30.0) -> None:
     """Block until the app's model is loaded and warm (or fail the test)."""
-    state = service_state(app)
+    state = service_runtime(app)
     deadline = time.monotonic() + timeout
     while not state.ready:
         if state.load_error is not None:

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.app import create_app, service_state
+from service.app import create_app, service_runtime
 from tests.service.conftest import settings_for
 
 EXAMPLES_PER_ROUTE = 20
@@ -40,11 +40,11 @@ CHECKS = [
 def fuzzed_app(tiny_model_dir: Path) -> Iterator[FastAPI]:
     # Small limits so generated bodies also reach the 413 path.
     app = create_app(settings_for(tiny_model_dir, max_batch_size=4, max_request_bytes=4096))
-    state = service_state(app)
+    state = service_runtime(app)
     state.load()  # the ASGI test transport does not run the lifespan
     assert state.ready, state.load_error
     yield app
-    state.close(5)
+    state.stop(5)
 
 
 def without_lifespan(app: ASGIApp) -> ASGIApp:
@@ -97,4 +97,4 @@ def test_no_generated_request_gets_a_server_error(
         checked.append(operation.label)
     assert "POST /v2/models/{name}/infer" in checked
     assert "POST /predict" in checked
-    assert service_state(fuzzed_app).ready  # the fuzzing ran against a ready server throughout
+    assert service_runtime(fuzzed_app).ready  # the fuzzing ran against a ready server throughout

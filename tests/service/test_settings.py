@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from service import contract
 from service.settings import Settings, SettingsError, load_settings
@@ -111,3 +112,58 @@ def test_every_bad_value_is_reported_at_once() -> None:
         load_settings({"MAX_BATCH_SIZE": "0", "DEVICE": "gpu"})
     assert "MAX_BATCH_SIZE='0'" in str(caught.value)
     assert "DEVICE='gpu'" in str(caught.value)
+
+
+def test_values_are_read_without_surrounding_whitespace() -> None:
+    env = contract.ENV
+    settings = load_settings({env.PORT: " 9000 ", env.LOG_LEVEL: " warning\n", env.DEVICE: "cpu "})
+    assert (settings.port, settings.log_level, settings.device) == (9000, "WARNING", "cpu")
+
+
+def test_only_the_contracts_variable_names_are_read() -> None:
+    # A process environment holds many unrelated variables; none of them is an error, and the
+    # fields' own names (lower case) are not a second way in.
+    settings = load_settings({"PATH": "/usr/bin", "HOME": "/root", "port": "1", "device": "gpu"})
+    assert settings == Settings()
+
+
+def test_settings_built_in_code_are_validated_and_misspelt_fields_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(port=0)
+    with pytest.raises(ValidationError, match="max_batch"):
+        Settings.model_validate({"max_batch": 8})
+    assert Settings(max_batch_size=100).max_queued_rows == contract.DEFAULT_QUEUED_BATCHES * 100
+
+
+def test_a_bad_batch_size_is_reported_once_not_again_through_the_queue_bound() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"MAX_BATCH_SIZE": "many"})
+    message = str(caught.value)
+    assert message.count("is not allowed") == 1
+    assert "MAX_QUEUED_ROWS" not in message
+
+
+def test_all_problems_come_in_the_order_of_the_contract() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {
+                "DRAIN_PERIOD_SECONDS": "forever",
+                "AWS_REGION": "mars-1",
+                "PORT": "0",
+                "LOG_LEVEL": "loud",
+                "MODEL_URI": "  ",
+            }
+        )
+    message = str(caught.value)
+    order = ["PORT=", "MODEL_URI=", "AWS_REGION=", "LOG_LEVEL=", "DRAIN_PERIOD_SECONDS="]
+    positions = [message.index(name) for name in order]
+    assert positions == sorted(positions)
+    assert message.count("is not allowed") == len(order)
+    assert "AWS_REGION='mars-1' is not allowed: expected an AWS region name" in message
+
+
+@pytest.mark.parametrize(
+    "region", ["eu-west-1", "us-gov-west-1", "us-isob-east-1", "ap-southeast-5"]
+)
+def test_the_region_pattern_is_the_contracts(region: str) -> None:
+    assert load_settings({contract.ENV.AWS_REGION: region}).aws_region == region

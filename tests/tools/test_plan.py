@@ -16,14 +16,19 @@ def test_inventory_is_sorted_masked_and_json_ready(stack_run: Callable[[str], In
     entries = plan.inventory(stack_run("dev").run)
     keys = [(e["type"], e["name"], e["parent"] or "") for e in entries]
     assert keys == sorted(keys)
-    assert all(set(e) == {"type", "name", "parent", "urn", "protect", "inputs"} for e in entries)
+    assert all(
+        set(e) == {"type", "name", "parent", "urn", "aliases", "component", "protect", "inputs"}
+        for e in entries
+    )
     text = json.dumps(entries, sort_keys=True)
     assert "4dabf18193072939515e22adb298388d" not in text  # no raw secret markers
-    by_name = {e["name"]: e for e in entries}
+    by_name = {e["name"]: e for e in entries if not e["component"]}
+    components = {(e["type"].rsplit(":", 1)[-1], e["name"]): e for e in entries if e["component"]}
     assert by_name["api-key-version"]["inputs"]["secretString"] == plan.MASK
     assert by_name["k8s"]["inputs"]["kubeconfig"] == plan.MASK
     assert by_name["cluster-eks"]["parent"] == "cluster"
-    assert by_name["cluster"]["parent"] is None
+    assert components["Cluster", "cluster"]["parent"] is None
+    assert components["ControlPlane", "cluster"]["parent"] == "cluster"
 
 
 def test_no_secret_value_reaches_the_inventory(stack_run: Callable[[str], Inventory]) -> None:

@@ -42,6 +42,7 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MAX_VALUE_CHARS = 120
 _TABLE_HEAD = ("| input | before | after |", "| --- | --- | --- |")
 _PLAN_TIMEOUT_S = 600
+_ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 class PlanDiffError(Exception):
@@ -60,16 +61,36 @@ MISSING: Any = _Missing()
 
 @dataclass(frozen=True, order=True)
 class ResourceKey:
-    """Identity of a declared resource: what Pulumi's URN is built from."""
+    """Identity of a declared resource: what Pulumi's URN is built from.
+
+    ``urn`` is the full URN when the inventory has one (it also holds the type of every
+    ancestor, so renaming a parent's type changes it); inventories without one are matched on
+    type, name and parent name.
+    """
 
     type: str
     name: str
     parent: str | None
+    urn: str = ""
+
+    @property
+    def identity(self) -> str:
+        """What the engine matches old and new state on: the URN, or a stand-in for it."""
+        return self.urn or f"{self.type}::{self.parent or ''}::{self.name}"
 
     def label(self) -> str:
         """Short Markdown label: name, type and (when nested) the parent."""
         parent = f", parent `{self.parent}`" if self.parent else ""
         return f"**`{self.name}`** `{self.type}`{parent}"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: ResourceKey
+    inputs: Mapping[str, Any]
+    aliases: tuple[str, ...]
+    protect: bool = False
+    component: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,10 @@ class PlanDiff:
     unchanged: int = 0
     #: Resources marked ``protect`` on either side.
     protected: frozenset[ResourceKey] = frozenset()
+    #: Resources whose URN changed and that an alias carries over (no replacement).
+    aliased: int = 0
+    #: Added or removed ComponentResources: entries in the state, nothing in the cloud.
+    components: frozenset[ResourceKey] = frozenset()
 
     @property
     def updates(self) -> tuple[ResourceChange, ...]:
@@ -132,11 +157,47 @@ class Side:
     notes: tuple[str, ...] = field(default=())
 
 
-def index_inventory(inventory: object) -> dict[ResourceKey, Mapping[str, Any]]:
-    """Validate a plan-tool inventory and index its inputs by resource identity."""
+def _engine_urns(inventory: list[dict[str, Any]]) -> list[str]:
+    """Each entry's URN with every ancestor's type, as the engine builds it.
+
+    Plan tools before ``tools.aliases`` printed the SDK mock monitor's URNs, which keep only the
+    parent's last type (and the root stack's); the parent is found by its name and that type,
+    and its own URN rebuilt first. URNs already in the engine's form come out unchanged.
+    """
+    by_name_type: dict[tuple[str, str], list[int]] = {}
+    for position, entry in enumerate(inventory):
+        by_name_type.setdefault((entry["name"], entry["type"]), []).append(position)
+    done: dict[int, str] = {}
+
+    def urn_of(position: int, depth: int = 0) -> str:
+        if position in done:
+            return done[position]
+        entry = inventory[position]
+        urn, parent = str(entry.get("urn") or ""), entry.get("parent")
+        chain = urn.split("::")[2].split("$") if urn.count("::") >= 3 else []
+        if parent is None and chain[:1] == [_ROOT_STACK_TYPE] and len(chain) == 2:
+            # The engine leaves the root stack's type out (the SDK's mock monitor does not).
+            urn = urn.replace(f"::{_ROOT_STACK_TYPE}$", "::", 1)
+        elif parent is not None and len(chain) >= 2 and depth < 64:
+            candidates = by_name_type.get((parent, chain[-2]), [])
+            if len(candidates) != 1:
+                raise PlanDiffError(
+                    f"{entry['name']!r}: parent {parent!r} of type {chain[-2]} is "
+                    f"{'ambiguous' if candidates else 'not in the inventory'}"
+                )
+            parent_urn = urn_of(candidates[0], depth + 1)
+            urn = f"{parent_urn[: parent_urn.rfind('::')]}${entry['type']}::{entry['name']}"
+        done[position] = urn
+        return urn
+
+    return [urn_of(position) for position in range(len(inventory))]
+
+
+def _entries(inventory: object) -> dict[str, _Entry]:
+    """Validate a plan-tool inventory and index it by identity (URN when present)."""
     if not isinstance(inventory, list):
         raise PlanDiffError(f"inventory must be a JSON list, got {type(inventory).__name__}")
-    indexed: dict[ResourceKey, Mapping[str, Any]] = {}
+    indexed: dict[str, _Entry] = {}
     for position, entry in enumerate(inventory):
         if not isinstance(entry, dict):
             raise PlanDiffError(f"inventory[{position}] must be an object, got {entry!r:.80}")
@@ -149,27 +210,65 @@ def index_inventory(inventory: object) -> dict[ResourceKey, Mapping[str, Any]]:
             entry.get("parent"),
             entry["inputs"],
         )
+        urn, aliases = entry.get("urn") or "", entry.get("aliases") or []
         if not isinstance(type_, str) or not isinstance(name, str):
             raise PlanDiffError(f"inventory[{position}]: type and name must be strings")
         if parent is not None and not isinstance(parent, str):
             raise PlanDiffError(f"inventory[{position}]: parent must be a string or null")
+        if not isinstance(urn, str):
+            raise PlanDiffError(f"inventory[{position}] ({name}): urn must be a string")
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise PlanDiffError(f"inventory[{position}] ({name}): aliases must be a list of URNs")
         if not isinstance(inputs, dict):
             raise PlanDiffError(f"inventory[{position}] ({name}): inputs must be an object")
         if not isinstance(entry.get("protect", False), bool):
             raise PlanDiffError(f"inventory[{position}] ({name}): protect must be true or false")
-        key = ResourceKey(type_, name, parent)
-        if key in indexed:
+        key = ResourceKey(type_, name, parent, urn)
+        if key.identity in indexed:
             raise PlanDiffError(f"inventory declares {type_} {name!r} twice under {parent!r}")
-        indexed[key] = inputs
-    return indexed
+        indexed[key.identity] = _Entry(
+            key, inputs, tuple(aliases), entry.get("protect", False), entry.get("component") is True
+        )
+    return _with_engine_urns(inventory, indexed)
 
 
-def protected_keys(inventory: object) -> frozenset[ResourceKey]:
-    """Resources of a (validated) inventory whose ``protect`` option is set."""
-    assert isinstance(inventory, list)
-    return frozenset(
-        ResourceKey(e["type"], e["name"], e.get("parent")) for e in inventory if e.get("protect")
-    )
+def _with_engine_urns(inventory: list[Any], indexed: dict[str, _Entry]) -> dict[str, _Entry]:
+    """Re-key entries that carry URNs by the engine's URN (see :func:`_engine_urns`)."""
+    if not all(entry.key.urn for entry in indexed.values()):
+        return indexed
+    rekeyed: dict[str, _Entry] = {}
+    for entry, urn in zip(indexed.values(), _engine_urns(inventory), strict=True):
+        key = ResourceKey(entry.key.type, entry.key.name, entry.key.parent, urn)
+        if key.identity in rekeyed:
+            raise PlanDiffError(f"inventory declares {key.type} {key.name!r} twice as {urn}")
+        rekeyed[key.identity] = _Entry(
+            key, entry.inputs, entry.aliases, entry.protect, entry.component
+        )
+    return rekeyed
+
+
+def index_inventory(inventory: object) -> dict[ResourceKey, Mapping[str, Any]]:
+    """Validate a plan-tool inventory and index its inputs by resource identity."""
+    return {entry.key: entry.inputs for entry in _entries(inventory).values()}
+
+
+def match_resources(old: Mapping[str, _Entry], new: Mapping[str, _Entry]) -> dict[str, str]:
+    """New identity -> old identity, for each new resource the engine would take for an old one.
+
+    Like the engine: a resource is its old self when the URN is unchanged, or else when one of
+    its aliases (own or inherited from a parent, already resolved by the plan tool) names an old
+    URN that nothing else has claimed. Nothing else matches: a renamed type, name or parent
+    without an alias is a delete plus a create.
+    """
+    pairs = {identity: identity for identity in new.keys() & old.keys()}
+    claimed = set(pairs.values())
+    for identity in sorted(new.keys() - old.keys()):
+        for alias in new[identity].aliases:
+            if alias in old and alias not in claimed:
+                pairs[identity] = alias
+                claimed.add(alias)
+                break
+    return pairs
 
 
 def _segment(key: str) -> str:
@@ -210,22 +309,37 @@ def _input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple
 
 def diff_inventories(base: object, head: object) -> PlanDiff:
     """Compare two plan-tool inventories (base first) by resource identity and inputs."""
-    old, new = index_inventory(base), index_inventory(head)
-    was_protected, is_protected = protected_keys(base), protected_keys(head)
-    added = tuple((key, new[key]) for key in sorted(new.keys() - old.keys()))
-    removed = tuple((key, old[key]) for key in sorted(old.keys() - new.keys()))
+    old, new = _entries(base), _entries(head)
+    protected = frozenset(e.key for e in (*old.values(), *new.values()) if e.protect)
+    pairs = match_resources(old, new)
+    added = tuple(
+        (new[i].key, new[i].inputs) for i in sorted(new, key=lambda i: new[i].key) if i not in pairs
+    )
+    kept = set(pairs.values())
+    removed = tuple(
+        (old[i].key, old[i].inputs) for i in sorted(old, key=lambda i: old[i].key) if i not in kept
+    )
     changed = []
     unchanged = 0
-    for key in sorted(old.keys() & new.keys()):
-        changes = list(_input_changes(old[key], new[key]))
-        if (key in was_protected) != (key in is_protected):
-            changes.append(InputChange("protect", key in was_protected, key in is_protected))
+    for identity in sorted(pairs, key=lambda i: new[i].key):
+        before, after = old[pairs[identity]], new[identity]
+        changes = list(_input_changes(before.inputs, after.inputs))
+        if before.protect != after.protect:
+            changes.append(InputChange("protect", before.protect, after.protect))
         if changes:
+            key = after.key
             replacing = tuple(c.path for c in changes if forces_replacement(key.type, c.path))
             changed.append(ResourceChange(key, tuple(changes), replacing))
         else:
             unchanged += 1
-    return PlanDiff(added, removed, tuple(changed), unchanged, was_protected | is_protected)
+    moved = sum(1 for new_id, old_id in pairs.items() if new_id != old_id)
+    components = frozenset(
+        e.key
+        for side, ids in ((new, new.keys() - pairs.keys()), (old, old.keys() - kept))
+        for e in (side[i] for i in ids)
+        if e.component
+    )
+    return PlanDiff(added, removed, tuple(changed), unchanged, protected, moved, components)
 
 
 def _is_sensitive(path: str) -> bool:
@@ -258,15 +372,23 @@ SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
 
 def summary_line(diff: PlanDiff) -> str:
     """``**N to update** · N to replace · N to create · N to delete · N unchanged``."""
-    return (
+    line = (
         f"**{len(diff.updates)} to update** · {len(diff.replacements)} to replace · "
         f"{len(diff.added)} to create · {len(diff.removed)} to delete · "
         f"{diff.unchanged} unchanged"
     )
+    if diff.components:
+        line += (
+            f" ({len(diff.components)} of the creates and deletes are components: "
+            "Pulumi state only, no cloud resource)"
+        )
+    return line
 
 
-def _resource_line(action: str, key: ResourceKey, protected: bool) -> str:
+def _resource_line(action: str, key: ResourceKey, protected: bool, component: bool = False) -> str:
     line = f"`{SYMBOLS[action]}` {action} {key.label()}"
+    if component:
+        line += " · component (state only)"
     if protected:
         line += " · `protect`"
         if action in ("replace", "delete"):
@@ -305,6 +427,12 @@ def render_markdown(diff: PlanDiff, stack: str, base: Side, head: Side) -> str:
     ]
     for note in (*base.notes, *head.notes):
         lines += ["", f"> {note}"]
+    if diff.aliased:
+        lines += [
+            "",
+            f"{diff.aliased} resources have a new URN (type, name or parent) and keep their "
+            "state through an `aliases` entry.",
+        ]
     if diff.empty:
         lines += ["", "No change in declared resources or their inputs."]
         return "\n".join(lines) + "\n"
@@ -322,7 +450,7 @@ def render_markdown(diff: PlanDiff, stack: str, base: Side, head: Side) -> str:
         if entries:
             lines += ["", f"#### {title} ({len(entries)})", ""]
             lines += [
-                f"- {_resource_line(action, key, key in diff.protected)}: "
+                f"- {_resource_line(action, key, key in diff.protected, key in diff.components)}: "
                 f"{len(flatten_inputs(dict(inputs)))} inputs"
                 for key, inputs in entries
             ]
