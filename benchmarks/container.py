@@ -56,6 +56,7 @@ CONTEXT_PATHS: Final = (
     "pyproject.toml",
     "requirements/constraints.txt",
     "service",
+    "model",
 )
 #: The file the rebuild cell edits: server code that the model stage does not copy.
 EDITED_FILE: Final = "service/app.py"

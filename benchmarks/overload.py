@@ -41,6 +41,8 @@ from service import contract
 SATURATING: Final = 64
 OVERLOAD_FACTOR: Final = 4
 UNBOUNDED: Final = "1000000"
+#: Other bounds tried at 4x, to tune the default from: 2 and 3 batches of the default size.
+DEFAULT_CANDIDATES: Final = (64, 96)
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,40 @@ def render(cells: list[CellResult], load: tuple[float, float, float], queued_row
         "- A closed-loop client keeps at most one request per connection in flight, so the "
         "*unbounded* cell cannot grow without limit here, as open-loop arrivals would; what the "
         "bound changes is that requests past it are answered 503 instead of queued.",
+        "",
+        "Tuning the default (each bound its own server, same run):",
+        "",
+        *tuning_lines(cells),
     ]
     return "\n".join(lines)
+
+
+def _bounds(text: str) -> tuple[int, ...]:
+    values = tuple(int(part) for part in text.split(",") if part.strip())
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"bounds must be positive row counts, got {text!r}")
+    return values
+
+
+def tuning_lines(cells: list[CellResult], limit: float = 2.0) -> list[str]:
+    """Which tried bound (the default and each candidate) keeps accepted p99 within ``limit``x."""
+    saturation = cells[0]
+    tried = [c for c in cells[1:] if "unbounded" not in c.label]
+    meeting = [c for c in tried if c.ok_p99_ms <= limit * saturation.ok_p99_ms and c.lost == 0]
+    lines = [
+        f"- {c.label}: accepted p99 {c.ok_p99_ms / saturation.ok_p99_ms:.2f}x saturation's, "
+        f"{c.ok / c.seconds:,.0f} accepted/s"
+        for c in tried
+    ]
+    if meeting:
+        best = max(meeting, key=lambda c: c.ok / c.seconds)
+        lines.append(
+            f"- Of the bounds tried, `{best.label.removeprefix('4x, ')}` kept the accepted p99 "
+            f"within {limit:g}x with the most accepted requests per second."
+        )
+    else:
+        lines.append(f"- None of the bounds tried kept the accepted p99 within {limit:g}x.")
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -192,6 +226,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--saturation-seconds", type=float, default=10.0)
     parser.add_argument("--warmup-seconds", type=float, default=3.0)
     parser.add_argument("--no-write", action="store_true", help="print, do not write results.md")
+    parser.add_argument(
+        "--bounds",
+        type=_bounds,
+        default=DEFAULT_CANDIDATES,
+        help="other MAX_QUEUED_ROWS values to try at 4x, comma-separated (the default's tuning)",
+    )
     parser.add_argument("--client", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -225,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with running_server(config, work, extra_env=env) as server:
             measure("warm-up", server, body, SATURATING, args.warmup_seconds)
             cells.append(measure("4x, unbounded", server, body, overload, args.seconds))
+        for bound in args.bounds:
+            env = {contract.ENV.MAX_QUEUED_ROWS: str(bound)}
+            with running_server(config, work, extra_env=env) as server:
+                measure("warm-up", server, body, SATURATING, args.warmup_seconds)
+                label = f"4x, MAX_QUEUED_ROWS={bound}"
+                cells.append(measure(label, server, body, overload, args.seconds))
     queued_rows = contract.default_max_queued_rows(contract.DEFAULT_MAX_BATCH_SIZE)
     section = render(cells, os.getloadavg(), queued_rows)
     print(section)

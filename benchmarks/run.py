@@ -33,7 +33,7 @@ from typing import Final
 
 import numpy as np
 
-from benchmarks import bodies, profiling, server_metrics, tables
+from benchmarks import bodies, plot, profiling, server_metrics, tables
 from benchmarks.cpu import CpuMeter, CpuShares
 from benchmarks.heavy_model import package_heavy_model
 from benchmarks.loadgen import WRK_CORE, Body, LoadResult, run_wrk
@@ -512,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:
         write_section("service", markdown)
         log("wrote the service section of benchmarks/results.md")
+        plot.plot_results()
+        log(f"drew {plot.PLOT.name} from it")
     log(f"done in {time.monotonic() - started:.0f} s; logs and profiles in {work}")
     return 0
 

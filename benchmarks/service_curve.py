@@ -2,8 +2,14 @@
 
 The scaling target and the scaling simulation both need one pod's answer to "at concurrency c,
 how many requests per second, and how slow?". That answer is the service benchmark's *Servers*
-table (written by ``python -m benchmarks.run``), so it is parsed from there rather than copied:
-a new benchmark run moves the target and the simulation with it.
+table (written by ``python -m benchmarks.run``), so it is parsed from there rather than
+typed in again.
+
+The table is read from the ``scaling-calibration`` section of results.md when there is one: a
+copy of the Servers table of the run the simulation and ``RECOMMENDED`` were calibrated on, so a
+new ``make bench`` (which rewrites the ``service`` section) does not move the deployed scaling
+defaults by itself. Re-calibrating is a deliberate step: copy the new run's Servers table and its
+"Measured by" line into that section, run ``make simulate`` and update ``RECOMMENDED`` with it.
 
 Two rows of that table are used:
 
@@ -31,6 +37,18 @@ CAPACITY_ROWS: Final = ("heavy", "ours", "predict")
 CPU_ROWS: Final = ("digits", "ours", "predict")
 
 _SERVERS_HEADING: Final = "### Servers"
+#: The results.md section holding the benchmark run the simulation is calibrated on.
+CALIBRATION_SECTION: Final = "scaling-calibration"
+
+
+def calibration_text(text: str) -> str:
+    """The calibration section of a results file, or the whole text when it has none."""
+    start, end = f"<!-- {CALIBRATION_SECTION}:start -->", f"<!-- {CALIBRATION_SECTION}:end -->"
+    begin = text.find(start)
+    if begin < 0:
+        return text
+    stop = text.find(end, begin)
+    return text[begin : stop if stop >= 0 else len(text)]
 
 
 @dataclass(frozen=True)
@@ -185,7 +203,7 @@ def _select(rows: list[dict[str, str]], key: tuple[str, str, str]) -> list[dict[
 
 def load_curve(results: Path = RESULTS) -> ServiceCurve:
     """The service curve from the benchmark's results file (see the module docstring)."""
-    text = results.read_text()
+    text = calibration_text(results.read_text())
     rows = servers_rows(text)
     capacity = _select(rows, CAPACITY_ROWS)
     cpu = _select(rows, CPU_ROWS)

@@ -65,6 +65,10 @@ class AccessMiddleware:
         self.app = app
         self.metrics = metrics
         self.draining = draining
+        # prometheus_client's labels() takes a lock and builds a key on every call; the few
+        # (route, method, status) children a server ever sees are looked up here instead.
+        self._counted: dict[tuple[str, str, int], Callable[[], None]] = {}
+        self._timed: dict[tuple[str, str], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request, measuring and logging it."""
@@ -82,10 +86,16 @@ class AccessMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers.append(REQUEST_ID_HEADER, request_id)
                 if self.draining():
+                    headers = MutableHeaders(scope=message)
+                    headers.append(REQUEST_ID_HEADER, request_id)
                     headers["connection"] = "close"
+                else:
+                    # Plain list concatenation: MutableHeaders costs more than the append.
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (_REQUEST_ID_HEADER_BYTES, request_id.encode("latin-1")),
+                    ]
             await send(message)
 
         try:
@@ -96,8 +106,8 @@ class AccessMiddleware:
             route = getattr(route_obj, "path", None) or UNMATCHED_ROUTE
             method = scope["method"]
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(latency)
+            self._count(route, method, status)
+            self._time(route, method, latency)
             # A 503 from a probe is the readiness signal doing its job (model loading, draining),
             # not a server error: logging it at ERROR would page someone at every pod start.
             is_probe = route in _PROBE_ROUTES
@@ -114,3 +124,17 @@ class AccessMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+    def _count(self, route: str, method: str, status: int) -> None:
+        key = (route, method, status)
+        inc = self._counted.get(key)
+        if inc is None:
+            inc = self._counted[key] = self.metrics.requests.labels(route, method, str(status)).inc
+        inc()
+
+    def _time(self, route: str, method: str, seconds: float) -> None:
+        key = (route, method)
+        observe = self._timed.get(key)
+        if observe is None:
+            observe = self._timed[key] = self.metrics.latency.labels(route, method).observe
+        observe(seconds)

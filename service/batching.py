@@ -20,6 +20,29 @@ cores), that made p99 with batching 43 and 173 ms in two runs against 19 ms with
 ``service/__main__.py``); two alternating runs then gave p99 19.6 and 18.6 ms with batching and
 34.8 and 19.1 ms without, at the same throughput.
 
+Waking the worker. The worker is woken only when what it waits for has happened: a first row
+when it is idle, enough rows to fill the forming batch, or no more requests on their way. Waking
+it at every queued request, as a plain ``notify`` per request would, costs two GIL handoffs per
+request with an event loop that is busy parsing others, for a worker that would only go back to
+waiting; under load that was a few percent of the server's CPU per request.
+
+The tail at high concurrency. When the event loop, not the model, is the bottleneck (the digits
+model at 64 connections: the model busy under half the time), a request's latency is mostly its
+wait for the loop, with or without batching. Batching adds three things to it: the first request
+of a batch waits for the announced ones behind it (at most ``batch_timeout_s``; at saturation some
+are nearly always on their way, so this wait is often the full timeout); the results of a batch
+come back to the loop together, so its requests are encoded and answered one after another in one
+turn of the loop, the last waiting for the others; and the worker's Python around the forward
+pass takes the GIL from the loop for its turns. Batching pays for these by running one forward
+pass per batch instead of per request, which frees the loop's time for parsing, so at 64
+connections on a quiet machine p99 with batching came out below the unbatched server's (31 vs
+46 ms, medians of 4 interleaved 5 s cells). What made it worse in earlier runs was the machine:
+on these 2 shared cores a cell during which other work takes a core has a p99 several times
+longer, whichever mode it measures. Both modes can also be hit by a full collection of Python's
+cyclic garbage collector, which walks the ~200,000 objects the imports leave (60-240 ms measured
+here, on the event loop); ``service.server`` freezes those objects out of its sight once the
+server has started, so a full collection walks only what was allocated since.
+
 Overload. With ``max_queued_rows`` set, a request that finds the queue full (that many rows
 queued, or that many requests admitted and not yet answered) is refused at once
 (:class:`QueueFullError`, which the app answers 503 + ``Retry-After``) instead of waiting behind
@@ -158,6 +181,8 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._admitted = 0
         self._arriving = 0
+        # Rows the waiting worker needs before it wants waking; 0 while it is not waiting.
+        self._wanted = 0
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
@@ -222,6 +247,13 @@ class DynamicBatcher:
     def _withdraw(self) -> None:
         with self._cond:
             self._arriving -= 1
+            self._wake_if_wanted()
+
+    def _wake_if_wanted(self) -> None:
+        # Called with the lock held. Waking the worker costs two GIL handoffs with the busy
+        # event loop, so it is woken only when what it waits for has happened: enough rows to
+        # fill its batch (any row when idle), or nothing more on its way.
+        if self._wanted and (self._queued_rows >= self._wanted or self._arriving <= 0):
             self._cond.notify()
 
     def _prepare(self, inputs: Arrays) -> list[_Job]:
@@ -245,17 +277,17 @@ class DynamicBatcher:
             if announced:
                 self._arriving -= 1
             if self._closed:
-                self._cond.notify()
+                self._wake_if_wanted()
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
             rows = sum(job.rows for job in jobs)
             limit = self.max_queued_rows
             # An empty queue takes any request, so one bigger than the bound still runs.
             if limit is not None and self._queued_rows and self._queued_rows + rows > limit:
-                self._cond.notify()
+                self._wake_if_wanted()
                 raise QueueFullError(self._full_message(limit))
             self._queue.extend(jobs)
             self._queued_rows += rows
-            self._cond.notify()
+            self._wake_if_wanted()
         return [job.future for job in jobs]
 
     def _full_message(self, limit: int) -> str:
@@ -269,7 +301,9 @@ class DynamicBatcher:
             while not self._queue:
                 if self._closed:
                     return None
+                self._wanted = 1
                 self._cond.wait()
+                self._wanted = 0
             first = self._queue.popleft()
             self._queued_rows -= first.rows
             batch, rows = [first], first.rows
@@ -287,7 +321,9 @@ class DynamicBatcher:
                 remaining = deadline - time.perf_counter()
                 if self._arriving <= 0 or self._closed or remaining <= 0:
                     break
+                self._wanted = self.max_batch_size - rows
                 self._cond.wait(remaining)
+                self._wanted = 0
             return batch
 
     def _work(self) -> None:

@@ -86,4 +86,13 @@ class InferenceFastPath:
             response = await call
         except ApiError as exc:
             response = error_response(exc.status, exc.message, exc.headers)
-        await response(scope, receive, send)
+        # What Response.__call__ sends for a plain (not streamed) response, without its extra
+        # awaits and checks: the handlers only ever return plain responses with no background.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})

@@ -6,7 +6,9 @@ Imported by ``service.__main__`` only after the model has started loading (see
 
 from __future__ import annotations
 
+import gc
 import logging
+import socket
 import time
 from types import FrameType
 
@@ -46,6 +48,20 @@ class DrainingServer(uvicorn.Server):
             )
             return
         super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up, then move everything built so far out of the cyclic GC's sight.
+
+        The imports (torch, FastAPI, pydantic) leave about 200,000 objects that live as long as
+        the process. Python's cyclic GC walks all of them at every full collection: a pause
+        of 60-240 ms measured here, on the event loop, in the middle of whichever requests are
+        in flight. ``gc.freeze()`` moves them to a permanent generation the GC
+        never scans (without a collection first, which would cost that pause once more at
+        start-up); a full collection then only walks what was allocated since.
+        """
+        await super().startup(sockets)
+        gc.freeze()
+        logger.debug("froze %d start-up objects out of the cyclic GC", gc.get_freeze_count())
 
     async def on_tick(self, counter: int) -> bool:
         """uvicorn's 0.1 s tick: start its shutdown once the drain period is over."""

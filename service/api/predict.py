@@ -6,7 +6,6 @@ answers the same way and describes the route in ``/docs``.
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -34,15 +33,18 @@ async def serve(runtime: ServiceRuntime, request: Request) -> Response:
         return None, decode_predict_request(parse_json_body(body), signature)
 
     _, outputs = await run_batched(runtime, request, decode)
-    if any(array.dtype.kind == "f" and not np.isfinite(array).all() for array in outputs.values()):
-        raise InferenceError("the model produced NaN or infinite values, which JSON cannot carry")
-    return JSONResponse(
-        {
-            "model_name": model_name,
-            "model_version": signature.version,
-            "predictions": encode_predictions(outputs, signature),
-        }
-    )
+    try:  # JSONResponse renders with allow_nan=False: NaN or infinity raise ValueError there
+        return JSONResponse(
+            {
+                "model_name": model_name,
+                "model_version": signature.version,
+                "predictions": encode_predictions(outputs, signature),
+            }
+        )
+    except ValueError:
+        raise InferenceError(
+            "the model produced NaN or infinite values, which JSON cannot carry"
+        ) from None
 
 
 router = APIRouter(tags=["inference"])
