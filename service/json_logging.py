@@ -102,8 +102,15 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _flush_periodically(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):
-            if self._dirty:
+            if not self._dirty:
+                continue
+            try:
                 self.flush_now()
+            except (OSError, ValueError):
+                # A closed or broken stream (stdout gone, a handler replaced under a test's
+                # capture): keep the thread alive, so lines written once the stream works again
+                # still go out; a record that cannot be written is reported by emit itself.
+                self._dirty = False
 
 
 def configure_logging(level: str) -> None:

@@ -60,3 +60,43 @@ def test_warnings_and_shutdown_flush_at_once() -> None:
     logger.info("last words")
     handler.close()
     assert "last words" in stream.flushed
+
+
+class FlakyStream(CountingStream):
+    """A stream whose flush fails while ``broken`` is set, as a closed or vanished stdout does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+        self.failures = 0
+
+    def flush(self) -> None:
+        if self.broken:
+            self.failures += 1
+            raise ValueError("I/O operation on closed file.")
+        super().flush()
+
+
+def test_a_failing_flush_does_not_kill_the_flushing_thread() -> None:
+    """Once the stream works again, the quiet tail still comes out without another record."""
+    stream = FlakyStream()
+    handler = BufferedStreamHandler(stream)
+    logger = logger_with(handler, "test.buffered.flaky")
+    try:
+        handler.flush_now()
+        stream.broken = True
+        handler._flushed = time.monotonic()  # the next record stays in the buffer
+        logger.info("while broken")
+        deadline = time.monotonic() + 20 * FLUSH_INTERVAL_S
+        while stream.failures == 0 and time.monotonic() < deadline:
+            time.sleep(FLUSH_INTERVAL_S / 4)
+        assert stream.failures > 0, "the thread never tried to flush"
+        stream.broken = False
+        handler._flushed = time.monotonic()
+        logger.info("after recovery")
+        deadline = time.monotonic() + 20 * FLUSH_INTERVAL_S
+        while "after recovery" not in stream.flushed and time.monotonic() < deadline:
+            time.sleep(FLUSH_INTERVAL_S / 4)
+        assert "after recovery" in stream.flushed
+    finally:
+        handler.close()
