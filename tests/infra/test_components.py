@@ -139,16 +139,18 @@ def test_mocks_refuse_functions_they_do_not_know() -> None:
 
 
 def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
-    """From infra/ as the working directory, with infra/ first on sys.path (runpy.run_path)."""
+    """From infra/ as the working directory, with infra/ first on sys.path (runpy.run_path).
+
+    The script edits no path: the repository's packages import through the editable install.
+    """
     root = Path(__file__).resolve().parents[2]
     script = tmp_path / "language_host.py"
     script.write_text(
         textwrap.dedent(
-            f"""
+            """
             import json, runpy, sys
-            sys.path.append({str(root)!r})
+            # No path edits: tools, infra and service come from the editable install.
             from tools.plan import run_program
-            sys.path.remove({str(root)!r})
             sys.modules.pop("secrets", None)
             sys.path.insert(0, "")  # as `python -m`/`-c` would: infra/ itself importable
             run = run_program("dev", program=lambda: runpy.run_path(".", run_name="__main__"))
@@ -156,15 +158,15 @@ def test_program_starts_the_way_the_pulumi_cli_runs_it(tmp_path: Path) -> None:
             # Only pr stacks build an image (long-lived ones take CI's by digest).
             pr = run_program(
                 "pr-123",
-                referenced={{"organization/torch-eks-inference/dev": run}},
+                referenced={"organization/torch-eks-inference/dev": run},
                 program=lambda: runpy.run_path(".", run_name="__main__"),
             )
             image = next(r for r in pr.registrations if r.type == "docker:index/image:Image")
-            print(json.dumps({{
+            print(json.dumps({
                 "secrets": secrets.__file__,
                 "build": image.inputs["build"],
                 "resources": len(run.registrations),
-            }}))
+            }))
             """
         )
     )
