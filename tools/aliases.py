@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tools.mocks import RecordingMonitor, Registration
+from tools.urns import create_urn, urn_type_and_name
 
 
 class AliasRecordingMonitor(RecordingMonitor):
@@ -47,30 +48,6 @@ class AliasRecordingMonitor(RecordingMonitor):
         if aliases or legacy:
             self.alias_specs[response.urn] = (*aliases, *legacy)
         return response
-
-
-#: The engine leaves the root stack's type out of its children's URNs.
-ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
-
-
-def create_urn(name: str, type_: str, parent_urn: str | None, project: str, stack: str) -> str:
-    """The URN of a resource, as ``pulumi.runtime.resource.create_urn`` and the engine build it.
-
-    A child of the root stack has no parent type in its URN (the engine's generateURN skips
-    ``resource.RootStackType``); the stack and project then come from the parent's URN.
-    """
-    if parent_urn:
-        parts = parent_urn.split("::")
-        if parts[2] != ROOT_STACK_TYPE:
-            return f"{parent_urn[: parent_urn.rfind('::')]}${type_}::{name}"
-        stack, project = parts[0].removeprefix("urn:pulumi:"), parts[1]
-    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
-
-
-def urn_type_and_name(urn: str) -> tuple[str, str]:
-    """The last type of a URN's type chain and its name."""
-    parts = urn.split("::")
-    return parts[2].split("$")[-1], parts[3]
 
 
 def inherited_child_alias(

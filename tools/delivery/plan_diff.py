@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tools.delivery.replacement import forces_replacement
+from tools.urns import ROOT_STACK_TYPE, create_urn
 
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - the mask text, not a secret
 # Defence in depth: the plan tool masks secrets, but an input whose key names a credential is
@@ -42,7 +43,6 @@ _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MAX_VALUE_CHARS = 120
 _TABLE_HEAD = ("| input | before | after |", "| --- | --- | --- |")
 _PLAN_TIMEOUT_S = 600
-_ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 class PlanDiffError(Exception):
@@ -175,9 +175,9 @@ def _engine_urns(inventory: list[dict[str, Any]]) -> list[str]:
         entry = inventory[position]
         urn, parent = str(entry.get("urn") or ""), entry.get("parent")
         chain = urn.split("::")[2].split("$") if urn.count("::") >= 3 else []
-        if parent is None and chain[:1] == [_ROOT_STACK_TYPE] and len(chain) == 2:
+        if parent is None and chain[:1] == [ROOT_STACK_TYPE] and len(chain) == 2:
             # The engine leaves the root stack's type out (the SDK's mock monitor does not).
-            urn = urn.replace(f"::{_ROOT_STACK_TYPE}$", "::", 1)
+            urn = urn.replace(f"::{ROOT_STACK_TYPE}$", "::", 1)
         elif parent is not None and len(chain) >= 2 and depth < 64:
             candidates = by_name_type.get((parent, chain[-2]), [])
             if len(candidates) != 1:
@@ -185,8 +185,7 @@ def _engine_urns(inventory: list[dict[str, Any]]) -> list[str]:
                     f"{entry['name']!r}: parent {parent!r} of type {chain[-2]} is "
                     f"{'ambiguous' if candidates else 'not in the inventory'}"
                 )
-            parent_urn = urn_of(candidates[0], depth + 1)
-            urn = f"{parent_urn[: parent_urn.rfind('::')]}${entry['type']}::{entry['name']}"
+            urn = create_urn(entry["name"], entry["type"], urn_of(candidates[0], depth + 1), "", "")
         done[position] = urn
         return urn
 
