@@ -57,10 +57,12 @@ class DrainingServer(uvicorn.Server):
         of 60-240 ms measured here, on the event loop, in the middle of whichever requests are
         in flight. ``gc.freeze()`` moves them to a permanent generation the GC
         never scans (without a collection first, which would cost that pause once more at
-        start-up); a full collection then only walks what was allocated since.
+        start-up); a full collection then only walks what was allocated since. ``python -m
+        service`` keeps the GC off until here (see ``service.__main__.main``); it is on from now.
         """
         await super().startup(sockets)
         gc.freeze()
+        gc.enable()
         logger.debug("froze %d start-up objects out of the cyclic GC", gc.get_freeze_count())
 
     async def on_tick(self, counter: int) -> bool:
