@@ -122,6 +122,8 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # No websocket routes: "auto" would import a websockets implementation at start-up.
+        ws="none",
         timeout_graceful_shutdown=SHUTDOWN.drain_seconds,
     )
     server = DrainingServer(config, runtime, settings.drain_period_seconds)

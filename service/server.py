@@ -63,7 +63,8 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets)
         gc.freeze()
         gc.enable()
-        logger.debug("froze %d start-up objects out of the cyclic GC", gc.get_freeze_count())
+        if logger.isEnabledFor(logging.DEBUG):  # counting walks every frozen object: ~25 ms
+            logger.debug("froze %d start-up objects out of the cyclic GC", gc.get_freeze_count())
 
     async def on_tick(self, counter: int) -> bool:
         """uvicorn's 0.1 s tick: start its shutdown once the drain period is over."""
