@@ -10,11 +10,17 @@ other work on a shared machine than wall time), and from the server's own log li
 the web stack was imported and the moment the model was ready, both counted from the kernel's
 start time of the process. ``--baseline`` runs an older copy of ``service/`` (e.g. extracted
 with ``git archive``) alternately with this one, so both see the same machine.
+
+Both copies of ``service/`` are byte-compiled first, as the image is: with
+``PYTHONDONTWRITEBYTECODE`` set (as here) every start would otherwise compile them again.
+After each pair of starts, ``benchmarks.startup_phases`` times the phases of start-up one by one
+in a fresh process (this branch only); their medians make the breakdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -31,6 +37,7 @@ from typing import Final
 
 from benchmarks.report import write_section
 from benchmarks.servers import HOST, free_port
+from benchmarks.startup_phases import PHASES
 from service import contract
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -109,6 +116,30 @@ def one_start(label: str, model_dir: Path, source_root: Path, log: Path) -> Star
     )
 
 
+def byte_compile(source_root: Path) -> None:
+    """Write the ``.pyc`` files of ``source_root/service`` (the image ships them too)."""
+    if not compileall.compile_dir(source_root / "service", quiet=1):
+        raise RuntimeError(f"{source_root / 'service'}: byte-compiling failed")
+
+
+def measure_phases(model_dir: Path, source_root: Path) -> dict[str, tuple[float, float]]:
+    """One run of ``benchmarks.startup_phases`` from ``source_root``: (wall, CPU) s per phase."""
+    env = {**os.environ, "PYTHONPATH": str(source_root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.startup_phases", str(model_dir)],
+        cwd=source_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"startup_phases failed: {done.stderr[-2000:]}")
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    return {name: (float(wall), float(cpu)) for name, (wall, cpu) in raw.items()}
+
+
 def _median(values: list[float | None]) -> str:
     known = [v for v in values if v is not None]
     return f"{statistics.median(known):.2f}" if known else "-"
@@ -118,7 +149,41 @@ def _span(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def render(runs: list[StartupRun], load: tuple[float, float, float]) -> str:
+def render_phases(
+    phases: list[dict[str, tuple[float, float]]], ready: list[StartupRun]
+) -> list[str]:
+    """The breakdown table: each phase's median wall and CPU time, then what the sum leaves."""
+    lines = [
+        "",
+        f"Where the time goes (this branch): each phase alone, one after the other in a fresh "
+        f"process (`python -m benchmarks.startup_phases`), median (range) of {len(phases)} runs.",
+        "",
+        "| phase | what | wall s | CPU s |",
+        "|---|---|---|---|",
+    ]
+    for name, what in PHASES:
+        walls = [run[name][0] for run in phases]
+        cpus = [run[name][1] for run in phases]
+        lines.append(f"| {name} | {what} | {_span(walls)} | {_span(cpus)} |")
+    total = [sum(wall for wall, _ in run.values()) for run in phases]
+    lines.append(f"| sum | | {_span(total)} | |")
+    spawn = statistics.median(run.wall_s for run in ready)
+    lines.append(
+        f"| server spawn -> ready | the phases, plus uvicorn's start, the preload and "
+        f"model-loader threads, the probe | {_span([run.wall_s for run in ready])} | |"
+    )
+    lines.append(
+        f"| left after the phases | server start, threads, GIL handoffs, the "
+        f"{POLL_S * 1000:.0f} ms poll | {spawn - statistics.median(total):.2f} | |"
+    )
+    return lines
+
+
+def render(
+    runs: list[StartupRun],
+    load: tuple[float, float, float],
+    phases: list[dict[str, tuple[float, float]]] | None = None,
+) -> str:
     """The results section."""
     labels = list(dict.fromkeys(run.label for run in runs))
     lines = [
@@ -141,6 +206,8 @@ def render(runs: list[StartupRun], load: tuple[float, float, float]) -> str:
             f"| {_median([r.web_imported_s for r in mine])} "
             f"| {_median([r.model_ready_s for r in mine])} |"
         )
+    if phases:
+        lines += render_phases(phases, [run for run in runs if run.label == labels[-1]])
     return "\n".join(lines)
 
 
@@ -167,12 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources = [("this branch", REPO_ROOT)]
         if args.baseline is not None:
             sources.insert(0, ("baseline", args.baseline.resolve()))
-        runs = [
-            one_start(label, model_dir, root, work / f"{label.replace(' ', '-')}-{n}.log")
-            for n in range(args.runs)
-            for label, root in sources
-        ]
-    section = render(runs, os.getloadavg())
+        for _, root in sources:
+            byte_compile(root)
+        runs: list[StartupRun] = []
+        phases = []
+        for n in range(args.runs):
+            for label, root in sources:
+                log = work / f"{label.replace(' ', '-')}-{n}.log"
+                runs.append(one_start(label, model_dir, root, log))
+            phases.append(measure_phases(model_dir, REPO_ROOT))
+    section = render(runs, os.getloadavg(), phases)
     print(section)
     if not args.no_write:
         write_section("startup", section)

@@ -82,12 +82,14 @@ def build_image(
     ``offline`` builds the Debian base with debootstrap and installs wheels downloaded on the
     host; otherwise the base is pulled and pip uses the index. ``verbose`` streams BuildKit's
     plain progress output instead of printing it only when the build fails. ``context`` is the
-    build context (the repository root; the benchmark passes a copy it can edit).
+    build context (the repository root; the benchmark passes a copy it can edit, or an older
+    revision's tree); the Dockerfile is the context's own ``service/Dockerfile``.
     """
     tag = tag or default_tag(variant)
     builder = cli or buildkit_cli()
     args = build_args(variant, offline, base_image, git_revision())
-    argv = ["build", "--file", str(DOCKERFILE), "--tag", tag, "--progress", "plain"]
+    dockerfile = context / DOCKERFILE.relative_to(REPO_ROOT)
+    argv = ["build", "--file", str(dockerfile), "--tag", tag, "--progress", "plain"]
     for name, value in sorted(args.items()):
         argv += ["--build-arg", f"{name}={value}"]
     argv.append(str(context))
