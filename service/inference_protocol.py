@@ -105,6 +105,33 @@ class InferenceEndpoints:
         self.runtime = runtime
         self.recorder = recorder
 
+    def refuse_if_full(self, cycle: RequestResponseCycle, route: str) -> bool:
+        """Answer 503 at once, without a task, when the batch queue is full; else ``False``.
+
+        Under overload most requests are refusals, and each one the event loop spends time on
+        delays the accepted ones: so a refusal is decided from the headers alone, before
+        anything else is parsed or checked (as a load shedder in front of the service would),
+        and written from here. It still gets its request id, metrics and access-log line.
+        """
+        batcher = self.runtime.batcher
+        if batcher is None or batcher.closed:
+            return False
+        full = batcher.full_error()
+        if full is None:
+            return False
+        started = self.recorder.begin()
+        raw_headers = cast(list[tuple[bytes, bytes]], cycle.scope["headers"])
+        request_id = incoming_request_id(raw_headers) or new_request_id()
+        token = request_id_var.set(request_id)
+        try:
+            refusal = self.runtime.overloaded(full)
+            body = render_json({"error": refusal.message})
+            self._write(cycle, refusal.status, JSON_CONTENT_TYPE, body, refusal.headers, request_id)
+            self.recorder.end(route, "POST", refusal.status, started)
+        finally:
+            request_id_var.reset(token)
+        return True
+
     async def serve(
         self,
         cycle: RequestResponseCycle,
@@ -237,6 +264,8 @@ class InferenceProtocol(HttpToolsProtocol):
         if scope["method"] == "POST" and app is self.app:
             matched = match_inference_route(scope["path"])
             if matched is not None:
+                if self.endpoints.refuse_if_full(cycle, matched[0]):
+                    return
                 task = self.loop.create_task(self.endpoints.serve(cycle, *matched))
                 task.add_done_callback(self.tasks.discard)
                 self.tasks.add(task)
