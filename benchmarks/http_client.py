@@ -37,16 +37,28 @@ def request_bytes(host: str, port: int, path: str, body: bytes, headers: dict[st
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _content_length(head: bytes) -> int:
+def _header(head: bytes, wanted: bytes) -> bytes | None:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value.strip())
-    raise ValueError("response without Content-Length")
+        if name.strip().lower() == wanted:
+            return value.strip()
+    return None
+
+
+def _content_length(head: bytes) -> int:
+    value = _header(head, b"content-length")
+    if value is None:
+        raise ValueError("response without Content-Length")
+    return int(value)
 
 
 async def _one_connection(
-    host: str, port: int, request: bytes, stop_at: float, tally: ClientTally
+    host: str,
+    port: int,
+    request: bytes,
+    stop_at: float,
+    tally: ClientTally,
+    honor_retry_after: bool,
 ) -> None:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
@@ -69,21 +81,40 @@ async def _one_connection(
             writer.close()
             writer = None
             continue
-        tally.add(int(head[9:12]), time.perf_counter() - started)
+        status = int(head[9:12])
+        tally.add(status, time.perf_counter() - started)
         if b"connection: close" in head.lower():
             writer.close()
             writer = None
+        if honor_retry_after and status == 503:
+            # What urllib3's Retry (respect_retry_after_header) and similar clients do.
+            retry_after = _header(head, b"retry-after")
+            if retry_after is not None and retry_after.isdigit():
+                await asyncio.sleep(min(float(retry_after), max(stop_at - time.perf_counter(), 0)))
     if writer is not None:
         writer.close()
 
 
 async def drive(
-    host: str, port: int, request: bytes, concurrency: int, seconds: float
+    host: str,
+    port: int,
+    request: bytes,
+    concurrency: int,
+    seconds: float,
+    *,
+    honor_retry_after: bool = False,
 ) -> ClientTally:
-    """``concurrency`` connections sending ``request`` back to back for ``seconds``."""
+    """``concurrency`` connections sending ``request`` back to back for ``seconds``.
+
+    With ``honor_retry_after`` a connection answered 503 with ``Retry-After`` waits that long
+    before its next request; without, it retries at once (a retry storm).
+    """
     tally = ClientTally()
     stop_at = time.perf_counter() + seconds
     await asyncio.gather(
-        *(_one_connection(host, port, request, stop_at, tally) for _ in range(concurrency))
+        *(
+            _one_connection(host, port, request, stop_at, tally, honor_retry_after)
+            for _ in range(concurrency)
+        )
     )
     return tally

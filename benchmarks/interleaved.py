@@ -2,11 +2,13 @@
 
     python -m benchmarks.interleaved --concurrency 64 --repeats 4
     python -m benchmarks.interleaved --baseline /tmp/base   # adds an older service/ (git archive)
+    python -m benchmarks.interleaved --minimal              # adds the two minimal FastAPI peers
 
 On 2 shared cores a whole ``make bench`` run takes minutes, and other work comes and goes in
 between its cells; a ratio between two servers is only worth something when both were measured
 side by side. This starts every server once (our server with batching on and off, the HTTP floor
-and, with ``--baseline``, our server from an older checkout), then drives ``/predict`` on the
+and, with ``--minimal``, the minimal FastAPI peers; with ``--baseline``, our server from an older
+checkout), then drives ``/predict`` on the
 digits model with wrk on each in turn, ``--repeats`` rounds. It prints per-cell figures (req/s,
 CPU ms per request, p99, other cores) and the medians, and writes nothing.
 """
@@ -24,7 +26,13 @@ from benchmarks import bodies
 from benchmarks.cpu import CpuMeter
 from benchmarks.loadgen import run_wrk
 from benchmarks.run import DIGITS, prepare_models
-from benchmarks.servers import RunningServer, ServerConfig, running_server
+from benchmarks.servers import (
+    MINIMAL_BATCHER,
+    MINIMAL_UNBATCHED,
+    RunningServer,
+    ServerConfig,
+    running_server,
+)
 from service import contract
 
 
@@ -35,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--baseline", type=Path, help="a directory holding an older service/")
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="also the minimal peers (FastAPI + asyncio.Queue batcher, unbatched FastAPI)",
+    )
     args = parser.parse_args(argv)
     batch = contract.DEFAULT_MAX_BATCH_SIZE
     with tempfile.TemporaryDirectory(prefix="interleaved-") as tmp, ExitStack() as stack:
@@ -58,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ours, batching off": start("ours", 1),
             "HTTP floor": start("floor", 1),
         }
+        if args.minimal:
+            servers["minimal batcher"] = start(MINIMAL_BATCHER, batch)
+            servers["minimal unbatched"] = start(MINIMAL_UNBATCHED, 1)
         if args.baseline is not None:
             servers["ours, baseline"] = start("ours", batch, {"PYTHONPATH": str(args.baseline)})
         figures: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in servers}

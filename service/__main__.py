@@ -92,6 +92,7 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
 
     from service.api_key import ApiKeyError, fetch_api_key
     from service.app import create_app, service_runtime
+    from service.inference_protocol import protocol_for
     from service.server import DrainingServer
 
     logger.info(
@@ -119,6 +120,9 @@ def _serve(host: str, settings: Settings, preload: ModelPreload) -> int:
         app,
         host=host,
         port=settings.port,
+        # The inference routes are answered by the HTTP protocol itself, everything else by the
+        # app over ASGI (service.inference_protocol).
+        http=protocol_for(runtime),
         log_config=None,
         access_log=False,
         server_header=False,

@@ -1,8 +1,11 @@
-"""ASGI middleware that gives every request an id, a metrics sample and one JSON access-log line.
+"""Every request gets an id, a metrics sample and one JSON access-log line.
 
-Written as plain ASGI (not ``BaseHTTPMiddleware``) because it runs on every request and must cost
-microseconds. The route label is the matched route template (``/v2/models/{name}/infer``), never
-the raw path, so neither the metrics nor the logs grow a series per URL a client makes up.
+:class:`AccessMiddleware` does it for requests served over ASGI, written as plain ASGI (not
+``BaseHTTPMiddleware``) because it runs on every request and must cost microseconds;
+``service.inference_protocol`` does it for the inference requests it serves itself, through the
+same :class:`AccessRecorder`. The route label is the matched route template
+(``/v2/models/{name}/infer``), never the raw path, so neither the metrics nor the logs grow a
+series per URL a client makes up.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,12 +42,70 @@ def new_request_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
+def incoming_request_id(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The client's ``X-Request-ID``, if it is short and plain enough to echo and log."""
+    for name, value in raw_headers:
         if name == _REQUEST_ID_HEADER_BYTES:
             text = value.decode("latin-1")
             return text if _REQUEST_ID.fullmatch(text) else None
     return None
+
+
+class AccessRecorder:
+    """The metrics and the JSON access-log line of each answered request.
+
+    Shared by :class:`AccessMiddleware` (requests served over ASGI) and
+    ``service.inference_protocol`` (inference requests served by the HTTP protocol itself), so
+    both write the same series and the same line.
+    """
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        # prometheus_client's labels() takes a lock and builds a key on every call; the few
+        # (route, method, status) children a server ever sees are looked up here instead.
+        self._counted: dict[tuple[str, str, int], Callable[[], None]] = {}
+        self._timed: dict[tuple[str, str], Callable[[float], None]] = {}
+
+    def begin(self) -> float:
+        """Count a request in flight; returns its start time for :meth:`end`."""
+        self.metrics.in_flight.inc()
+        return time.perf_counter()
+
+    def end(self, route: str, method: str, status: int, started: float) -> None:
+        """Count and time the answered request and write its access-log line."""
+        latency = time.perf_counter() - started
+        self.metrics.in_flight.dec()
+        self._count(route, method, status)
+        self._time(route, method, latency)
+        # A 503 from a probe is the readiness signal doing its job (model loading, draining),
+        # not a server error: logging it at ERROR would page someone at every pod start.
+        is_probe = route in _PROBE_ROUTES
+        logger.log(
+            logging.ERROR if status >= 500 and not is_probe else logging.INFO,
+            "request",
+            extra={
+                FIELDS: {
+                    LOG_FIELDS.ROUTE: route,
+                    "method": method,
+                    LOG_FIELDS.STATUS: status,
+                    LOG_FIELDS.LATENCY_MS: round(latency * 1000, 3),
+                }
+            },
+        )
+
+    def _count(self, route: str, method: str, status: int) -> None:
+        key = (route, method, status)
+        inc = self._counted.get(key)
+        if inc is None:
+            inc = self._counted[key] = self.metrics.requests.labels(route, method, str(status)).inc
+        inc()
+
+    def _time(self, route: str, method: str, seconds: float) -> None:
+        key = (route, method)
+        observe = self._timed.get(key)
+        if observe is None:
+            observe = self._timed[key] = self.metrics.latency.labels(route, method).observe
+        observe(seconds)
 
 
 def _never() -> bool:
@@ -63,24 +124,19 @@ class AccessMiddleware:
         self, app: ASGIApp, metrics: ServiceMetrics, draining: Callable[[], bool] = _never
     ) -> None:
         self.app = app
-        self.metrics = metrics
+        self.recorder = AccessRecorder(metrics)
         self.draining = draining
-        # prometheus_client's labels() takes a lock and builds a key on every call; the few
-        # (route, method, status) children a server ever sees are looked up here instead.
-        self._counted: dict[tuple[str, str, int], Callable[[], None]] = {}
-        self._timed: dict[tuple[str, str], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request, measuring and logging it."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or new_request_id()
+        request_id = incoming_request_id(scope.get("headers", ())) or new_request_id()
         token = request_id_var.set(request_id)
-        started = time.perf_counter()
         # If the app raises before answering, the outer error middleware answers 500.
         status = 500
-        self.metrics.in_flight.inc()
+        started = self.recorder.begin()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -101,40 +157,7 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            latency = time.perf_counter() - started
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", None) or UNMATCHED_ROUTE
-            method = scope["method"]
-            self.metrics.in_flight.dec()
-            self._count(route, method, status)
-            self._time(route, method, latency)
-            # A 503 from a probe is the readiness signal doing its job (model loading, draining),
-            # not a server error: logging it at ERROR would page someone at every pod start.
-            is_probe = route in _PROBE_ROUTES
-            logger.log(
-                logging.ERROR if status >= 500 and not is_probe else logging.INFO,
-                "request",
-                extra={
-                    FIELDS: {
-                        LOG_FIELDS.ROUTE: route,
-                        "method": method,
-                        LOG_FIELDS.STATUS: status,
-                        LOG_FIELDS.LATENCY_MS: round(latency * 1000, 3),
-                    }
-                },
-            )
+            self.recorder.end(route, scope["method"], status, started)
             request_id_var.reset(token)
-
-    def _count(self, route: str, method: str, status: int) -> None:
-        key = (route, method, status)
-        inc = self._counted.get(key)
-        if inc is None:
-            inc = self._counted[key] = self.metrics.requests.labels(route, method, str(status)).inc
-        inc()
-
-    def _time(self, route: str, method: str, seconds: float) -> None:
-        key = (route, method)
-        observe = self._timed.get(key)
-        if observe is None:
-            observe = self._timed[key] = self.metrics.latency.labels(route, method).observe
-        observe(seconds)

@@ -10,8 +10,9 @@ and check the API key with a plain call, because a FastAPI dependency is solved 
 ``python -m benchmarks.routing_cost`` measures +1.0 us CPU per request for the attribute read
 against +8.5 us for an async ``Depends`` and +106 us for a sync one (thread pool). For the same
 reason the routers' routes are passed to the app rather than added with ``include_router``
-(+10 us per request in this FastAPI), and the inference routes skip FastAPI's router entirely
-(``service.fast_path``).
+(+10 us per request in this FastAPI). ``python -m service`` answers the inference routes without
+the app at all (``service.inference_protocol``); their FastAPI routes serve in-process clients and
+other ASGI servers, with the same handlers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import FastAPI
 
@@ -29,7 +29,6 @@ from service.api import docs, health, inference, metadata, operations, predict
 from service.api_key import ApiKeyGuard
 from service.contract import SHUTDOWN
 from service.errors import install_error_handlers
-from service.fast_path import InferenceFastPath
 from service.metrics import ServiceMetrics
 from service.runtime import BODY_TIMEOUT_S, ModelLoader, ServiceRuntime, default_model_loader
 from service.settings import Settings
@@ -82,12 +81,6 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    # Added first, so it runs inside the access middleware (the last one added is the outermost).
-    app.add_middleware(
-        InferenceFastPath,
-        infer=partial(inference.serve, runtime),
-        predict=partial(predict.serve, runtime),
-    )
     app.add_middleware(AccessMiddleware, metrics=runtime.metrics, draining=lambda: runtime.draining)
     docs.install_openapi(
         app, (schemas.InferRequestBody, schemas.PredictRequest), api_key=runtime.api_key.enabled

@@ -196,6 +196,17 @@ class DynamicBatcher:
         """Rows waiting in the queue (not those of the batch that is running)."""
         return self._queued_rows
 
+    def full_error(self) -> QueueFullError | None:
+        """The refusal :meth:`announce` would raise now for a full queue, else ``None``.
+
+        Read without the lock: the HTTP protocol asks this before it spends anything on a
+        request, and :meth:`announce` checks again under the lock for those it lets through.
+        """
+        limit = self.max_queued_rows
+        if limit is not None and max(self._queued_rows, self._admitted) >= limit:
+            return QueueFullError(self._full_message(limit))
+        return None
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called; no new requests are taken then."""
@@ -212,13 +223,13 @@ class DynamicBatcher:
         with self._cond:
             if self._closed:
                 raise BatcherClosedError("the server is shutting down and takes no new requests")
-            limit = self.max_queued_rows
             # Each admitted request holds at least one row until it has its answer, so the
             # bound also counts requests past the queue (running, or waiting for the event loop
             # to send their answer): that is where they wait when the event loop, not the model,
             # is the bottleneck.
-            if limit is not None and max(self._queued_rows, self._admitted) >= limit:
-                raise QueueFullError(self._full_message(limit))
+            full = self.full_error()
+            if full is not None:
+                raise full
             self._arriving += 1
             self._admitted += 1
         return Arrival(self)

@@ -115,6 +115,13 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(level: str) -> None:
     """Send every log record, uvicorn's too, to stdout as JSON lines at ``level`` and above."""
+    # What JsonFormatter never writes, each LogRecord need not look up: the caller's file and
+    # line (a stack walk), thread and process names and ids. The logging HOWTO's "Optimization"
+    # section lists these switches; together -3.5 us of 16.5 per access-log line here.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = BufferedStreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

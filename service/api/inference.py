@@ -1,8 +1,8 @@
 """v2 inference: ``POST /v2/models/{name}[/versions/{version}]/infer``.
 
-JSON tensors or the binary tensor data extension, in and out (``service.v2_codec``). Served by
-:func:`serve`, which ``service.fast_path`` calls directly; the FastAPI routes here answer the same
-way and describe the route in ``/docs``.
+JSON tensors or the binary tensor data extension, in and out (``service.v2_codec``). Answered by
+:func:`serve`, which ``service.inference_protocol`` calls straight from the HTTP protocol; the
+FastAPI routes here answer the same way over ASGI and describe the route in ``/docs``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ from fastapi.responses import Response
 
 from service import schemas
 from service.api.docs import error_responses, request_body, secured
-from service.api.requests import Inputs, authorize, require_media_type, run_batched, runtime_of
+from service.api.requests import (
+    Answer,
+    InferenceCall,
+    Inputs,
+    asgi_call,
+    authorize,
+    require_media_type,
+    run_batched,
+    runtime_of,
+    to_response,
+)
 from service.contract import PATHS
 from service.runtime import ServiceRuntime
 from service.v2_codec import (
@@ -29,28 +39,31 @@ from service.v2_codec import (
 _MEDIA_TYPES = (JSON_CONTENT_TYPE, BINARY_CONTENT_TYPE)
 
 
+_BINARY_HEADER = BINARY_HEADER.lower()
+
+
 async def serve(
-    runtime: ServiceRuntime, request: Request, name: str, version: str | None
-) -> Response:
+    runtime: ServiceRuntime, call: InferenceCall, name: str, version: str | None
+) -> Answer:
     """Answer one v2 inference request for model ``name`` (and ``version``)."""
-    authorize(runtime, request)
+    authorize(runtime, call.headers)
     model = runtime.served_model(name, version)
     signature = model.signature
-    require_media_type(request, _MEDIA_TYPES)
-    binary_header = request.headers.get(BINARY_HEADER)
+    require_media_type(call.headers, _MEDIA_TYPES)
+    binary_header = call.headers.get(_BINARY_HEADER)
 
     def decode(body: bytes) -> tuple[InferRequest, Inputs]:
         decoded = decode_infer_request(body, binary_header, signature)
         return decoded, decoded.inputs
 
-    decoded, outputs = await run_batched(runtime, request, decode)
+    decoded, outputs = await run_batched(runtime, call, decode)
     encoded = encode_infer_response(
         signature=signature,
         model_name=runtime.settings.model_name,
         request=decoded,
         outputs=outputs,
     )
-    return Response(encoded.body, media_type=encoded.media_type, headers=encoded.headers)
+    return Answer(encoded.body, encoded.media_type, encoded.headers)
 
 
 _DOCS: dict[str, Any] = {
@@ -74,11 +87,11 @@ router = APIRouter()
 @secured
 async def model_infer(request: Request, name: str) -> Response:
     """v2 inference, JSON tensors or the binary tensor data extension."""
-    return await serve(runtime_of(request), request, name, None)
+    return to_response(await serve(runtime_of(request), asgi_call(request), name, None))
 
 
 @router.post(PATHS.MODEL_METADATA + "/versions/{version}/infer", **_DOCS)
 @secured
 async def model_version_infer(request: Request, name: str, version: str) -> Response:
     """v2 inference on one version of the model."""
-    return await serve(runtime_of(request), request, name, version)
+    return to_response(await serve(runtime_of(request), asgi_call(request), name, version))

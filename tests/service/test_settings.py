@@ -59,12 +59,12 @@ def test_every_variable_is_read() -> None:
 
 
 def test_the_queue_bound_follows_the_batch_size_unless_set() -> None:
-    # Four full batches by default, so a bigger MAX_BATCH_SIZE never makes every request a 503.
+    # Two full batches by default, so a bigger MAX_BATCH_SIZE never makes every request a 503.
     settings = load_settings({contract.ENV.MAX_BATCH_SIZE: "100"})
     assert settings.max_queued_rows == contract.DEFAULT_QUEUED_BATCHES * 100
     # Batching off must not turn 5 concurrent requests into 503s.
     unbatched = load_settings({contract.ENV.MAX_BATCH_SIZE: "1"})
-    assert unbatched.max_queued_rows == contract.DEFAULT_MAX_QUEUED_ROWS == 128
+    assert unbatched.max_queued_rows == contract.DEFAULT_MAX_QUEUED_ROWS == 64
     assert Settings().drain_period_seconds == contract.SHUTDOWN.drain_period_seconds
 
 
