@@ -30,7 +30,7 @@ PHASES: Final = (
     ("settings", "pydantic + `service.settings`, environment read and validated"),
     ("torch", "`import torch` (numpy with it)"),
     ("web stack", "`import fastapi, uvicorn` (starlette, pydantic models of FastAPI)"),
-    ("service modules", "`service.app`, `service.server`: routes, schemas, metrics, codecs"),
+    ("service modules", "`service.app`, `.server`, `.inference_protocol`: routes, schemas"),
     ("app build", "`create_app`: runtime, middleware, OpenAPI hook"),
     ("model load", "TorchScript load, sha256, signature check on batches of 1 and 2"),
     ("warm-up", "one batch of each size the batcher forms first and last (1, max batch)"),
@@ -67,6 +67,7 @@ class _Startup:
 
     def import_service(self) -> None:
         import service.app
+        import service.inference_protocol
         import service.server  # noqa: F401
 
     def build_app(self) -> None:
