@@ -59,11 +59,11 @@ async def test_statuses_are_kept_apart_and_unanswered_requests_are_lost() -> Non
 
 async def test_a_client_that_honors_retry_after_waits_before_its_next_request() -> None:
     refusal = response(503, "Retry-After: 1\r\n")
-    server, port = await serve([refusal])
+    server, port = await serve([refusal] * 100)
     request = request_bytes("127.0.0.1", port, "/predict", b"{}", {})
     async with server:
         storm = await drive("127.0.0.1", port, request, concurrency=1, seconds=0.1)
-    server, port = await serve([refusal])
+    server, port = await serve([refusal] * 100)
     request = request_bytes("127.0.0.1", port, "/predict", b"{}", {})
     async with server:
         polite = await drive(
