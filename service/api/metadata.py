@@ -45,7 +45,7 @@ async def server_metadata() -> dict[str, Any]:
 async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     """v2 model metadata: inputs and outputs with name, datatype and shape."""
     runtime = runtime_of(request)
-    authorize(runtime, request)
+    authorize(runtime, request.headers)
     return _metadata(runtime, runtime.served_model(name))
 
 
@@ -56,7 +56,7 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
 async def model_version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
     """v2 model metadata of one version (this server serves exactly one)."""
     runtime = runtime_of(request)
-    authorize(runtime, request)
+    authorize(runtime, request.headers)
     return _metadata(runtime, runtime.served_model(name, version))
 
 

@@ -55,3 +55,22 @@ async def test_statuses_are_kept_apart_and_unanswered_requests_are_lost() -> Non
     # Every third request had its connection closed under it: sent, never answered.
     assert tally.lost > 0
     assert abs(tally.lost - tally.count(200)) <= 1
+
+
+async def test_a_client_that_honors_retry_after_waits_before_its_next_request() -> None:
+    refusal = response(503, "Retry-After: 1\r\n")
+    server, port = await serve([refusal] * 100)
+    request = request_bytes("127.0.0.1", port, "/predict", b"{}", {})
+    async with server:
+        storm = await drive("127.0.0.1", port, request, concurrency=1, seconds=0.1)
+    server, port = await serve([refusal] * 100)
+    request = request_bytes("127.0.0.1", port, "/predict", b"{}", {})
+    async with server:
+        polite = await drive(
+            "127.0.0.1", port, request, concurrency=1, seconds=0.3, honor_retry_after=True
+        )
+    # At once: a refusal every few hundred microseconds; honoring: one, then a 1 s wait
+    # (cut to the end of the run).
+    assert storm.count(503) > 20
+    assert polite.count(503) == 1
+    assert polite.lost == 0

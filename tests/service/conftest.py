@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app, service_runtime
 from service.settings import Settings
 from tests.model_dirs import slow_model_dir, tiny_model_dir, write_model_dir
+from tests.service.served import served_client
 
 __all__ = ["slow_model_dir", "tiny_model_dir", "write_model_dir"]
 
@@ -39,30 +42,51 @@ def wait_ready(app: FastAPI, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-AppFactory = Callable[..., TestClient]
+#: How a test reaches the app: Starlette's TestClient over ASGI, or real HTTP to the server
+#: stack of ``python -m service``, whose protocol answers the inference routes itself.
+TRANSPORTS = ("asgi", "http")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once per transport."""
+    name: str = request.param
+    return name
+
+
+def open_client(app: FastAPI, transport: str) -> AbstractContextManager[httpx.Client]:
+    """A client on ``app`` (its lifespan running) over ``transport``."""
+    if transport == "http":
+        return served_client(app)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+AppFactory = Callable[..., httpx.Client]
 
 
 @pytest.fixture
-def make_client(tiny_model_dir: Path) -> Iterator[AppFactory]:
-    """Build in-process apps (lifespan running, model ready); each is closed after the test."""
-    clients: list[TestClient] = []
+def make_client(tiny_model_dir: Path, transport: str) -> Iterator[AppFactory]:
+    """Build apps (lifespan running, model ready) on ``transport``; closed after the test."""
+    opened: list[AbstractContextManager[httpx.Client]] = []
 
-    def build(*, api_key: str | None = None, wait: bool = True, **overrides: object) -> TestClient:
+    def build(
+        *, api_key: str | None = None, wait: bool = True, **overrides: object
+    ) -> httpx.Client:
         settings = settings_for(tiny_model_dir, **overrides)
         app = create_app(settings, api_key=api_key)
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
+        manager = open_client(app, transport)
+        client = manager.__enter__()
+        opened.append(manager)
         if wait:
             wait_ready(app)
         return client
 
     yield build
-    for client in clients:
-        client.__exit__(None, None, None)
+    for manager in reversed(opened):
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture
-def client(make_client: AppFactory) -> TestClient:
-    """An in-process app with the tiny model loaded and no API key."""
+def client(make_client: AppFactory) -> httpx.Client:
+    """An app with the tiny model loaded and no API key, on each transport."""
     return make_client()

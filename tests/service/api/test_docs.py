@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import httpx
 
 from service.contract import PATHS
 from tests.service.api.payloads import INFER, KEY
 from tests.service.conftest import AppFactory
 
 
-def test_openapi_describes_the_real_bodies(client: TestClient) -> None:
+def test_openapi_describes_the_real_bodies(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     infer = spec["paths"]["/v2/models/{name}/infer"]["post"]
     content = infer["requestBody"]["content"]

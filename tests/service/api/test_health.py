@@ -5,18 +5,18 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from service.app import create_app, service_runtime
 from service.contract import PATHS
 from tests.service.api.payloads import INFER, READY_SERIES, BlockingLoader, error_of, infer_json
-from tests.service.conftest import settings_for, wait_ready
+from tests.service.conftest import open_client, settings_for, wait_ready
 
 
-def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model_dir: Path) -> None:
+def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(
+    tiny_model_dir: Path, transport: str
+) -> None:
     loader = BlockingLoader(tiny_model_dir)
     app = create_app(settings_for(tiny_model_dir), loader=loader)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with open_client(app, transport) as client:
         assert client.get(PATHS.LIVE).status_code == 200
         loading = client.get(PATHS.READY)
         assert loading.status_code == 503
@@ -47,10 +47,12 @@ def test_not_ready_until_loaded_and_warm_then_not_ready_from_shutdown(tiny_model
         assert served.headers["connection"] == "close"
 
 
-def test_a_model_that_fails_to_load_keeps_the_server_unready_and_says_why(tmp_path: Path) -> None:
+def test_a_model_that_fails_to_load_keeps_the_server_unready_and_says_why(
+    tmp_path: Path, transport: str
+) -> None:
     fatal = threading.Event()
     app = create_app(settings_for(tmp_path / "missing"), on_fatal=fatal.set)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with open_client(app, transport) as client:
         assert fatal.wait(30)
         response = client.get(PATHS.READY)
         assert response.status_code == 503

@@ -7,18 +7,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import torch
-from fastapi.testclient import TestClient
 
 from service.app import create_app, service_runtime
 from service.contract import PATHS, RETRY_AFTER_SECONDS
 from service.model_loader import load_model
 from tests.service.api.payloads import INFER, ROWS, binary_request, error_of, infer_json, reference
-from tests.service.conftest import settings_for, wait_ready
+from tests.service.conftest import open_client, settings_for, wait_ready
 
 
-def test_json_infer_matches_the_model(client: TestClient, tiny_model_dir: Path) -> None:
+def test_json_infer_matches_the_model(client: httpx.Client, tiny_model_dir: Path) -> None:
     response = client.post(INFER, json={**infer_json(), "id": "abc"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -32,7 +32,7 @@ def test_json_infer_matches_the_model(client: TestClient, tiny_model_dir: Path) 
     )
 
 
-def test_binary_infer_in_and_out(client: TestClient, tiny_model_dir: Path) -> None:
+def test_binary_infer_in_and_out(client: httpx.Client, tiny_model_dir: Path) -> None:
     body, headers = binary_request()
     response = client.post(INFER, content=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -45,7 +45,7 @@ def test_binary_infer_in_and_out(client: TestClient, tiny_model_dir: Path) -> No
     np.testing.assert_allclose(values, reference(tiny_model_dir), rtol=1e-6)
 
 
-def test_versioned_infer_route(client: TestClient) -> None:
+def test_versioned_infer_route(client: httpx.Client) -> None:
     assert client.post("/v2/models/digits/versions/1/infer", json=infer_json()).status_code == 200
     missing = client.post("/v2/models/digits/versions/7/infer", json=infer_json())
     assert missing.status_code == 404
@@ -69,9 +69,11 @@ class FailingModel:
         self.inner.warmup(batch_sizes)
 
 
-def test_a_failing_batch_is_a_clear_500_for_its_requests_only(tiny_model_dir: Path) -> None:
+def test_a_failing_batch_is_a_clear_500_for_its_requests_only(
+    tiny_model_dir: Path, transport: str
+) -> None:
     app = create_app(settings_for(tiny_model_dir), loader=lambda: FailingModel(tiny_model_dir))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with open_client(app, transport) as client:
         wait_ready(app)
         poisoned = client.post(PATHS.PREDICT, json={"instances": [[99.0] * 64]})
         assert poisoned.status_code == 500
@@ -81,9 +83,11 @@ def test_a_failing_batch_is_a_clear_500_for_its_requests_only(tiny_model_dir: Pa
         assert client.post(PATHS.PREDICT, json={"instances": ROWS.tolist()}).status_code == 200
 
 
-def test_a_full_queue_is_a_503_with_retry_after_at_once(tiny_model_dir: Path) -> None:
+def test_a_full_queue_is_a_503_with_retry_after_at_once(
+    tiny_model_dir: Path, transport: str
+) -> None:
     app = create_app(settings_for(tiny_model_dir, max_queued_rows=2))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with open_client(app, transport) as client:
         wait_ready(app)
         batcher = service_runtime(app).batcher
         assert batcher is not None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import httpx
 
 from service.contract import PATHS
 
 
-def test_health_and_metadata(client: TestClient) -> None:
+def test_health_and_metadata(client: httpx.Client) -> None:
     assert client.get(PATHS.LIVE).json() == {"live": True}
     assert client.get(PATHS.READY).json() == {"ready": True}
     server = client.get(PATHS.SERVER_METADATA).json()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import numpy as np
-from fastapi.testclient import TestClient
 
 from service.contract import PATHS
 from tests.service.api.payloads import ROWS, reference
 from tests.service.conftest import AppFactory
 
 
-def test_predict_labels_rows(client: TestClient, tiny_model_dir: Path) -> None:
+def test_predict_labels_rows(client: httpx.Client, tiny_model_dir: Path) -> None:
     response = client.post(PATHS.PREDICT, json={"instances": ROWS.tolist()})
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from service.app import create_app, service_runtime
 from service.contract import API_KEY_HEADER, PATHS
@@ -72,7 +72,7 @@ from tests.service.conftest import AppFactory, settings_for
     ],
 )
 def test_bad_input_is_a_4xx_that_says_what_was_wrong(
-    client: TestClient,
+    client: httpx.Client,
     method: str,
     path: str,
     kwargs: dict[str, object],
