@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     The cyclic GC is off until the server has started (``DrainingServer.startup`` freezes what
     start-up built and turns it back on): importing torch, FastAPI and pydantic creates about
     200,000 objects that live as long as the process, and the GC would walk them again at every
-    collection while they are being built, 10-15 % of start-up's CPU time here.
+    collection while they are being built, 10-15 % of start-up's CPU time here. The few thousand
+    unreachable objects start-up leaves are frozen with the rest instead of collected (a full
+    collection would cost 250 ms); the RSS at ready is the same either way (268 MB here).
     """
     gc.disable()
     try:
