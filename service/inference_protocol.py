@@ -123,12 +123,16 @@ class InferenceEndpoints:
         raw_headers = cast(list[tuple[bytes, bytes]], cycle.scope["headers"])
         request_id = incoming_request_id(raw_headers) or new_request_id()
         token = request_id_var.set(request_id)
+        status = CLIENT_CLOSED_REQUEST
         try:
             refusal = self.runtime.overloaded(full)
             body = render_json({"error": refusal.message})
             self._write(cycle, refusal.status, JSON_CONTENT_TYPE, body, refusal.headers, request_id)
-            self.recorder.end(route, "POST", refusal.status, started)
+            status = refusal.status
+        except _ClientGoneError:
+            pass  # nothing to answer: the connection is gone
         finally:
+            self.recorder.end(route, "POST", status, started)
             request_id_var.reset(token)
         return True
 
