@@ -10,7 +10,7 @@ side by side. This starts every server once (our server with batching on and off
 and, with ``--minimal``, the minimal FastAPI peers; with ``--baseline``, our server from an older
 checkout), then drives ``/predict`` on the
 digits model with wrk on each in turn, ``--repeats`` rounds. It prints per-cell figures (req/s,
-CPU ms per request, p99, other cores) and the medians, and writes nothing.
+CPU ms per request, p50, p99, other cores) and the medians, and writes nothing.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers["minimal unbatched"] = start(MINIMAL_UNBATCHED, 1)
         if args.baseline is not None:
             servers["ours, baseline"] = start("ours", batch, {"PYTHONPATH": str(args.baseline)})
-        figures: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in servers}
+        figures: dict[str, list[tuple[float, float, float, float, float]]] = {
+            n: [] for n in servers
+        }
         for server in servers.values():
             run_wrk(server.base_url + "/predict", body, args.concurrency, 2)
         for _ in range(args.repeats):
@@ -86,20 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shares = meter.shares()
                 rate = load.throughput
                 cpu_ms = shares.server / rate * 1000 if rate else float("nan")
-                figures[name].append((rate, cpu_ms, load.p99_ms, shares.other))
+                figures[name].append((rate, cpu_ms, load.p50_ms, load.p99_ms, shares.other))
                 print(
                     f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  "
-                    f"p99 {load.p99_ms:6.1f} ms  other cores {shares.other:.2f}",
+                    f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.1f} ms  "
+                    f"other cores {shares.other:.2f}",
                     flush=True,
                 )
     print(f"\nmedians of {args.repeats} rounds at concurrency {args.concurrency}:")
     for name, cells in figures.items():
-        rate, cpu_ms, p99, other = (
+        rate, cpu_ms, p50, p99, other = (
             statistics.median(column) for column in zip(*cells, strict=True)
         )
         print(
-            f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  p99 {p99:6.1f} ms  "
-            f"other cores {other:.2f}"
+            f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  p50 {p50:6.2f} ms  "
+            f"p99 {p99:6.1f} ms  other cores {other:.2f}"
         )
     return 0
 
