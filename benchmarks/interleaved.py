@@ -8,9 +8,9 @@ On 2 shared cores a whole ``make bench`` run takes minutes, and other work comes
 between its cells; a ratio between two servers is only worth something when both were measured
 side by side. This starts every server once (our server with batching on and off, the HTTP floor
 and, with ``--minimal``, the minimal FastAPI peers; with ``--baseline``, our server from an older
-checkout), then drives ``/predict`` on the
-digits model with wrk on each in turn, ``--repeats`` rounds. It prints per-cell figures (req/s,
-CPU ms per request, p50, p99, other cores) and the medians, and writes nothing.
+checkout), then drives ``/predict`` on the digits model (or ``--model heavy``) with wrk on each
+in turn, ``--repeats`` rounds. It prints per-cell figures (req/s, CPU ms per request, p50, p99,
+other cores) and the medians, and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks import bodies
 from benchmarks.cpu import CpuMeter
 from benchmarks.loadgen import run_wrk
-from benchmarks.run import DIGITS, prepare_models
+from benchmarks.run import DIGITS, HEAVY, prepare_models
 from benchmarks.servers import (
     MINIMAL_BATCHER,
     MINIMAL_UNBATCHED,
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--baseline", type=Path, help="a directory holding an older service/")
+    parser.add_argument("--model", choices=(DIGITS, HEAVY), default=DIGITS)
     parser.add_argument(
         "--minimal",
         action="store_true",
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = contract.DEFAULT_MAX_BATCH_SIZE
     with tempfile.TemporaryDirectory(prefix="interleaved-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        (model,) = prepare_models(work, [DIGITS])
+        (model,) = prepare_models(work, [args.model])
         body = model.bodies[bodies.ROUTE_PREDICT]
 
         def start(kind: str, max_batch: int, env: dict[str, str] | None = None) -> RunningServer:
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"other cores {shares.other:.2f}",
                     flush=True,
                 )
-    print(f"\nmedians of {args.repeats} rounds at concurrency {args.concurrency}:")
+    print(f"\n{args.model}: medians of {args.repeats} rounds at concurrency {args.concurrency}:")
     for name, cells in figures.items():
         rate, cpu_ms, p50, p99, other = (
             statistics.median(column) for column in zip(*cells, strict=True)
