@@ -8,9 +8,9 @@ On 2 shared cores a whole ``make bench`` run takes minutes, and other work comes
 between its cells; a ratio between two servers is only worth something when both were measured
 side by side. This starts every server once (our server with batching on and off, the HTTP floor
 and, with ``--minimal``, the minimal FastAPI peers; with ``--baseline``, our server from an older
-checkout), then drives ``/predict`` on the
-digits model with wrk on each in turn, ``--repeats`` rounds. It prints per-cell figures (req/s,
-CPU ms per request, p99, other cores) and the medians, and writes nothing.
+checkout), then drives ``/predict`` on the digits model (or ``--model heavy``) with wrk on each
+in turn, ``--repeats`` rounds. It prints per-cell figures (req/s, CPU ms per request, p50, p99,
+other cores) and the medians, and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks import bodies
 from benchmarks.cpu import CpuMeter
 from benchmarks.loadgen import run_wrk
-from benchmarks.run import DIGITS, prepare_models
+from benchmarks.run import DIGITS, HEAVY, prepare_models
 from benchmarks.servers import (
     MINIMAL_BATCHER,
     MINIMAL_UNBATCHED,
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--baseline", type=Path, help="a directory holding an older service/")
+    parser.add_argument("--model", choices=(DIGITS, HEAVY), default=DIGITS)
     parser.add_argument(
         "--minimal",
         action="store_true",
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = contract.DEFAULT_MAX_BATCH_SIZE
     with tempfile.TemporaryDirectory(prefix="interleaved-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        (model,) = prepare_models(work, [DIGITS])
+        (model,) = prepare_models(work, [args.model])
         body = model.bodies[bodies.ROUTE_PREDICT]
 
         def start(kind: str, max_batch: int, env: dict[str, str] | None = None) -> RunningServer:
@@ -76,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers["minimal unbatched"] = start(MINIMAL_UNBATCHED, 1)
         if args.baseline is not None:
             servers["ours, baseline"] = start("ours", batch, {"PYTHONPATH": str(args.baseline)})
-        figures: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in servers}
+        figures: dict[str, list[tuple[float, float, float, float, float]]] = {
+            n: [] for n in servers
+        }
         for server in servers.values():
             run_wrk(server.base_url + "/predict", body, args.concurrency, 2)
         for _ in range(args.repeats):
@@ -86,20 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shares = meter.shares()
                 rate = load.throughput
                 cpu_ms = shares.server / rate * 1000 if rate else float("nan")
-                figures[name].append((rate, cpu_ms, load.p99_ms, shares.other))
+                figures[name].append((rate, cpu_ms, load.p50_ms, load.p99_ms, shares.other))
                 print(
                     f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  "
-                    f"p99 {load.p99_ms:6.1f} ms  other cores {shares.other:.2f}",
+                    f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.1f} ms  "
+                    f"other cores {shares.other:.2f}",
                     flush=True,
                 )
-    print(f"\nmedians of {args.repeats} rounds at concurrency {args.concurrency}:")
+    print(f"\n{args.model}: medians of {args.repeats} rounds at concurrency {args.concurrency}:")
     for name, cells in figures.items():
-        rate, cpu_ms, p99, other = (
+        rate, cpu_ms, p50, p99, other = (
             statistics.median(column) for column in zip(*cells, strict=True)
         )
         print(
-            f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  p99 {p99:6.1f} ms  "
-            f"other cores {other:.2f}"
+            f"{name:20} {rate:7,.0f} req/s  CPU {cpu_ms:.3f} ms/req  p50 {p50:6.2f} ms  "
+            f"p99 {p99:6.1f} ms  other cores {other:.2f}"
         )
     return 0
 

@@ -43,6 +43,17 @@ cyclic garbage collector, which walks the ~200,000 objects the imports leave (60
 here, on the event loop); ``service.server`` freezes those objects out of its sight once the
 server has started, so a full collection walks only what was allocated since.
 
+Lone requests. A request that finds the server idle (nothing queued or running, no other request
+admitted, and, as its caller says, no other request received and not yet announced) would pay
+two thread handoffs for nothing to batch with: the worker's wake-up and the event loop's wake-up
+for the result, 0.1-0.2 ms each on this machine, more than the digits model's whole forward pass.
+With ``inline_below_s`` set, such a request runs its batch on the event loop's own thread when
+batches of its row count have recently taken less than that (an exponential average per row
+count of those that ran): the loop is held no longer than a GIL switch interval or two, and only
+while nothing else is in flight. A lock around every forward pass keeps the worker's batches and
+a lone request's from ever overlapping. Under load no request is alone, so batching is
+unchanged; a model slower than the budget (a big CPU model) always runs on the worker.
+
 Overload. With ``max_queued_rows`` set, a request that finds the queue full (that many rows
 queued, or that many requests admitted and not yet answered) is refused at once
 (:class:`QueueFullError`, which the app answers 503 + ``Retry-After``) instead of waiting behind
@@ -51,8 +62,8 @@ millisecond, and memory stays flat. The check runs twice: at :meth:`announce` (b
 read, so a refusal is cheap) and when the decoded rows are queued. An empty queue takes a request
 of any size, so one larger than the bound still runs.
 
-Inference runs only on the worker thread, never on the event loop, so health probes stay fast
-under full load and torch is never called from many threads at once. A request with more rows
+Under load inference runs only on the worker thread, never on the event loop, so health probes
+stay fast and torch is never called from two threads at once. A request with more rows
 than ``max_batch_size`` is split into chunks that run in consecutive batches and are joined again.
 A batch that raises fails only the requests in it, with :class:`BatchFailedError`.
 """
@@ -105,6 +116,14 @@ def _compat_key(inputs: Arrays) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return tuple((name, inputs[name].dtype.str, inputs[name].shape[1:]) for name in sorted(inputs))
 
 
+def _check_rows(outputs: Mapping[str, np.ndarray], rows: int) -> None:
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise BatchFailedError(
+                f"output {name!r} has shape {list(array.shape)}, expected {rows} rows"
+            )
+
+
 def _settle(results: list[tuple[asyncio.Future[Arrays], Arrays | BaseException]]) -> None:
     for future, result in results:
         if future.done():  # the caller went away (cancelled); nobody wants the result
@@ -136,11 +155,18 @@ class Arrival:
             self._batcher._withdraw()
         self._batcher._leave()
 
-    async def run(self, inputs: Arrays) -> Arrays:
-        """Queue ``inputs`` (all arrays share dim 0) and return the model's outputs for them."""
+    async def run(self, inputs: Arrays, *, may_run_inline: bool = False) -> Arrays:
+        """Queue ``inputs`` (all arrays share dim 0) and return the model's outputs for them.
+
+        ``may_run_inline``: the caller knows no other request is on its way (the batcher only
+        sees those that announced themselves), so a lone request may run on this thread.
+        """
         if not self._pending:
             raise RuntimeError("an Arrival runs one request only")
         jobs = self._batcher._prepare(inputs)
+        if may_run_inline and len(jobs) == 1 and self._batcher._claim_inline(jobs[0].rows):
+            self._pending = False
+            return self._batcher._run_inline(jobs[0])
         self._pending = False
         futures = self._batcher._enqueue(jobs, announced=True)
         parts = [await futures[0]] if len(futures) == 1 else await asyncio.gather(*futures)
@@ -163,6 +189,7 @@ class DynamicBatcher:
         thread_setup: Callable[[], None] | None = None,
         thread_name: str = "inference-worker",
         max_queued_rows: int | None = None,
+        inline_below_s: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -186,6 +213,13 @@ class DynamicBatcher:
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._work, name=thread_name, daemon=True)
+        #: A lone request runs on the caller's thread when batches its size take under this.
+        self.inline_below_s = inline_below_s
+        # Recent wall time of batches, by row count (exponential averages).
+        self._seconds_by_rows: dict[int, float] = {}
+        # Held around every forward pass: the worker's and a lone request's never overlap.
+        self._model_lock = threading.Lock()
+        self._inline_threads: set[int] = set()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -337,6 +371,51 @@ class DynamicBatcher:
                 self._wanted = 0
             return batch
 
+    def _claim_inline(self, rows: int) -> bool:
+        """Whether the announced request about to queue may run on this thread instead.
+
+        Only when it is alone (nothing queued or running, no other request admitted) and
+        batches of its row count have recently taken under ``inline_below_s``; the claim takes
+        the model lock, which :meth:`_run_inline` releases.
+        """
+        recent = self._seconds_by_rows.get(rows)
+        if recent is None or recent >= self.inline_below_s:
+            return False
+        with self._cond:
+            if self._queue or self._admitted != 1 or self._arriving != 1 or self._closed:
+                return False
+            if not self._model_lock.acquire(blocking=False):
+                return False
+            self._arriving -= 1
+        return True
+
+    def _run_inline(self, job: _Job) -> Arrays:
+        """Run a claimed lone request's batch here; :class:`BatchFailedError` if it fails."""
+        try:
+            if self._thread_setup is not None and threading.get_ident() not in self._inline_threads:
+                self._thread_setup()  # per-thread settings (torch's thread count) as the worker's
+                self._inline_threads.add(threading.get_ident())
+            started = time.perf_counter()
+            if self._observe_queue_time is not None:
+                self._observe_queue_time(0.0)
+            outputs = dict(self._run_batch(job.inputs))
+            _check_rows(outputs, job.rows)
+        except Exception as exc:
+            logger.exception("batch of %d rows failed", job.rows)
+            if isinstance(exc, BatchFailedError):
+                raise
+            raise BatchFailedError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._model_lock.release()
+        self._observed(job.rows, time.perf_counter() - started)
+        return outputs
+
+    def _observed(self, rows: int, seconds: float) -> None:
+        recent = self._seconds_by_rows.get(rows)
+        self._seconds_by_rows[rows] = seconds if recent is None else 0.8 * recent + 0.2 * seconds
+        if self._observe_batch is not None:
+            self._observe_batch(rows, seconds)
+
     def _work(self) -> None:
         if self._thread_setup is not None:
             self._thread_setup()
@@ -359,12 +438,9 @@ class DynamicBatcher:
                     for name in batch[0].inputs
                 }
             )
-            outputs = self._run_batch(inputs)
-            for name, array in outputs.items():
-                if array.ndim == 0 or array.shape[0] != rows:
-                    raise BatchFailedError(
-                        f"output {name!r} has shape {list(array.shape)}, expected {rows} rows"
-                    )
+            with self._model_lock:
+                outputs = self._run_batch(inputs)
+            _check_rows(outputs, rows)
             offset = 0
             for job in batch:
                 end = offset + job.rows
@@ -379,8 +455,7 @@ class DynamicBatcher:
             )
             results = [(job.future, error) for job in batch]
         else:
-            if self._observe_batch is not None:
-                self._observe_batch(rows, time.perf_counter() - started)
+            self._observed(rows, time.perf_counter() - started)
         for loop in {job.loop for job in batch}:
             mine = [(future, result) for future, result in results if future.get_loop() is loop]
             try:

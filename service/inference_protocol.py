@@ -34,11 +34,13 @@ import logging
 from typing import Any, ClassVar, cast
 
 from uvicorn._types import ASGI3Application
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.server import ServerState
 
 from service.access_log import AccessRecorder, incoming_request_id, new_request_id
 from service.api import inference, predict
@@ -104,6 +106,13 @@ class InferenceEndpoints:
     def __init__(self, runtime: ServiceRuntime, recorder: AccessRecorder) -> None:
         self.runtime = runtime
         self.recorder = recorder
+        #: The server's request tasks (uvicorn's ``server_state.tasks``, shared by every
+        #: connection): set by the first protocol instance.
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def alone(self) -> bool:
+        """Whether the request being served is the only one the server has (see batching)."""
+        return len(self.tasks) <= 1
 
     def refuse_if_full(self, cycle: RequestResponseCycle, route: str) -> bool:
         """Answer 503 at once, without a task, when the batch queue is full; else ``False``.
@@ -123,12 +132,16 @@ class InferenceEndpoints:
         raw_headers = cast(list[tuple[bytes, bytes]], cycle.scope["headers"])
         request_id = incoming_request_id(raw_headers) or new_request_id()
         token = request_id_var.set(request_id)
+        status = CLIENT_CLOSED_REQUEST
         try:
             refusal = self.runtime.overloaded(full)
             body = render_json({"error": refusal.message})
             self._write(cycle, refusal.status, JSON_CONTENT_TYPE, body, refusal.headers, request_id)
-            self.recorder.end(route, "POST", refusal.status, started)
+            status = refusal.status
+        except _ClientGoneError:
+            pass  # nothing to answer: the connection is gone
         finally:
+            self.recorder.end(route, "POST", status, started)
             request_id_var.reset(token)
         return True
 
@@ -164,7 +177,9 @@ class InferenceEndpoints:
     ) -> tuple[int, str, bytes, Any]:
         # Starlette's Headers.get answers the first of repeated headers: so does this dict.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw_headers)}
-        call = InferenceCall(headers, lambda limit, timeout_s: _read_body(cycle, limit, timeout_s))
+        call = InferenceCall(
+            headers, lambda limit, timeout_s: _read_body(cycle, limit, timeout_s), self.alone
+        )
         try:
             answer: Answer = await (
                 predict.serve(self.runtime, call)
@@ -257,6 +272,17 @@ class InferenceProtocol(HttpToolsProtocol):
 
     #: Set on the subclass :func:`protocol_for` makes (uvicorn builds protocols by class).
     endpoints: ClassVar[InferenceEndpoints]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # One set for the whole server: every connection's request tasks.
+        self.endpoints.tasks = server_state.tasks
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope = cycle.scope

@@ -51,6 +51,10 @@ class InferenceCall:
 
     headers: Mapping[str, str]
     read_body: BodyReader
+    #: Whether no other request is in progress anywhere in the server right now, so this one may
+    #: run its batch on the event loop (``DynamicBatcher``'s lone requests). The ASGI routes
+    #: cannot see other connections' requests, so by default: never.
+    alone: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +186,7 @@ async def run_batched(
         with batcher.announce() as arrival:
             body = await call.read_body(settings.max_request_bytes, runtime.body_timeout_s)
             decoded, inputs = decode(body)
-            return decoded, await arrival.run(inputs)
+            return decoded, await arrival.run(inputs, may_run_inline=call.alone())
     except BatcherClosedError as exc:
         raise NotReadyError(str(exc)) from None
     except QueueFullError as exc:

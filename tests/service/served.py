@@ -20,6 +20,8 @@ from service.app import service_runtime
 from service.inference_protocol import protocol_for
 
 HOST = "127.0.0.1"
+#: The name of the thread the server (its event loop) runs on.
+SERVER_THREAD = "test-server"
 
 
 class ServedClient(httpx.Client):
@@ -43,7 +45,7 @@ def serving(app: FastAPI) -> Iterator[tuple[uvicorn.Server, int]]:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
+    thread = threading.Thread(target=server.run, name=SERVER_THREAD, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:

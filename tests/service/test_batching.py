@@ -244,3 +244,96 @@ async def test_requests_in_progress_count_toward_the_bound() -> None:
     with second:
         pass
     assert batcher.close(5)
+
+
+def make_inline(
+    model: RecordingModel, budget: float, setups: list[str] | None = None
+) -> DynamicBatcher:
+    def setup() -> None:
+        if setups is not None:
+            setups.append(threading.current_thread().name)
+
+    batcher = DynamicBatcher(
+        model,
+        max_batch_size=8,
+        batch_timeout_s=0.05,
+        inline_below_s=budget,
+        thread_setup=setup,
+    )
+    batcher.start()
+    return batcher
+
+
+async def lone(batcher: DynamicBatcher, inputs: Arrays, *, may: bool = True) -> Arrays:
+    """One request whose caller says (``may``) that nothing else is in progress."""
+    with batcher.announce() as arrival:
+        return await arrival.run(inputs, may_run_inline=may)
+
+
+async def test_a_lone_request_runs_on_the_callers_thread_once_one_row_batches_are_quick() -> None:
+    model = RecordingModel()
+    setups: list[str] = []
+    batcher = make_inline(model, budget=1.0, setups=setups)
+    caller = threading.current_thread().name
+    first = await lone(batcher, rows(1))  # no timing for one row yet: the worker runs it
+    assert model.threads == {"inference-worker"}
+    for value in (2, 3, 4):
+        assert (await lone(batcher, rows(value)))["y"].ravel().tolist() == [2 * value]
+    assert first["y"].ravel().tolist() == [2]
+    assert model.threads == {"inference-worker", caller}
+    # The caller's thread got the worker's per-thread set-up, once.
+    assert sorted(setups) == sorted(["inference-worker", caller])
+    assert batcher.close(5)
+
+
+async def test_only_a_request_its_caller_calls_alone_runs_on_the_callers_thread() -> None:
+    model = RecordingModel()
+    batcher = make_inline(model, budget=1.0)
+    await lone(batcher, rows(0))  # teaches the batcher that one-row batches are quick
+    model.threads.clear()
+    await lone(batcher, rows(1), may=False)
+    await batcher.infer(rows(2))  # the plain API never runs inline
+    assert model.threads == {"inference-worker"}
+    assert batcher.close(5)
+
+
+async def test_requests_that_are_not_alone_still_batch_on_the_worker() -> None:
+    model = RecordingModel()
+    batcher = make_inline(model, budget=1.0)
+    await lone(batcher, rows(0))
+    model.threads.clear()
+    model.batches.clear()
+    model.release.clear()  # hold the first batch on the worker, so the others find it running
+    first = asyncio.ensure_future(lone(batcher, rows(0), may=False))
+    await asyncio.sleep(0.05)
+    # Their callers say they may run inline; the batcher sees one admitted before them.
+    gathered = asyncio.gather(first, *(lone(batcher, rows(i)) for i in range(1, 6)))
+    await asyncio.sleep(0.05)
+    model.release.set()
+    await gathered
+    assert model.threads == {"inference-worker"}
+    assert sum(model.batches) == 6
+    assert len(model.batches) < 6  # they shared batches
+    assert batcher.close(5)
+
+
+async def test_a_model_slower_than_the_budget_never_runs_on_the_caller() -> None:
+    model = RecordingModel(delay=0.01)
+    batcher = make_inline(model, budget=0.005)
+    for value in range(4):
+        await lone(batcher, rows(value))
+    assert model.threads == {"inference-worker"}
+    assert batcher.close(5)
+
+
+async def test_a_failing_lone_request_fails_alone_and_frees_the_model() -> None:
+    model = RecordingModel(fail_when=9.0)
+    batcher = make_inline(model, budget=1.0)
+    await lone(batcher, rows(1))
+    with pytest.raises(BatchFailedError, match="poisoned row"):
+        await lone(batcher, rows(9))
+    assert threading.current_thread().name in model.threads  # it ran inline
+    assert (await lone(batcher, rows(2)))["y"].ravel().tolist() == [4]
+    assert batcher._model_lock.acquire(blocking=False)  # released after the failure
+    batcher._model_lock.release()
+    assert batcher.close(5)

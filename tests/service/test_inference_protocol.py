@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -28,9 +30,10 @@ from service.inference_protocol import (
     VERSIONED_INFER_ROUTE,
     match_inference_route,
 )
+from service.model_loader import load_model
 from tests.service.api.payloads import ROWS
 from tests.service.conftest import settings_for, wait_ready
-from tests.service.served import HOST, serving
+from tests.service.served import HOST, SERVER_THREAD, serving
 
 BODY = json.dumps({"instances": ROWS.tolist()}).encode()
 
@@ -120,7 +123,7 @@ def test_the_inference_routes_never_reach_the_app(tiny_model_dir: Path) -> None:
     app.router.routes = [
         route
         for route in app.router.routes
-        if not (isinstance(route, APIRoute) and "POST" in route.methods)
+        if not (isinstance(route, APIRoute) and "POST" in (route.methods or ()))
     ]
     with serving(app) as (_, port), connect(port) as sock:
         wait_ready(app)
@@ -219,3 +222,65 @@ def test_while_draining_every_answer_closes_its_connection(tiny_model_dir: Path)
         assert headers["connection"] == "close"
         sock.settimeout(5)
         assert sock.recv(1) == b""  # and the server closed it
+
+
+LONE = 20
+
+
+class ThreadRecordingModel:
+    """The tiny model, noting which thread ran each batch (and how many rows it had)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.inner = load_model(str(model_dir), "cpu")
+        self.signature = self.inner.signature
+        self.device = self.inner.device
+        self.batches: list[tuple[str, int]] = []
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rows = next(iter(inputs.values())).shape[0]
+        self.batches.append((threading.current_thread().name, rows))
+        return self.inner.forward(inputs)
+
+    def warmup(self, batch_sizes: Sequence[int]) -> None:
+        self.inner.warmup(batch_sizes)
+
+
+def test_lone_requests_run_on_the_loop_and_a_burst_on_many_connections_on_the_worker(
+    tiny_model_dir: Path,
+) -> None:
+    model = ThreadRecordingModel(tiny_model_dir)
+    app = create_app(settings_for(tiny_model_dir), loader=lambda: model)
+    with serving(app) as (server, port):
+        wait_ready(app)
+        model.batches.clear()  # the warm-up's
+        with connect(port) as sock:
+            for _ in range(LONE):
+                sock.sendall(request(PATHS.PREDICT, BODY))
+                assert read_response(sock)[0] == 200
+        # Once the batcher has timed batches of this size, lone requests run on the server's
+        # own thread (its event loop), not the worker (see service.batching).
+        lone_threads = [thread for thread, _ in model.batches]
+        assert lone_threads[0] == "inference-worker"
+        assert lone_threads[-1] == SERVER_THREAD
+        model.batches.clear()
+        sockets = [connect(port) for _ in range(16)]
+        time.sleep(0.1)  # let the server accept them all
+        # Hold the server's event loop while 16 requests arrive on 16 connections: when it runs
+        # again, none of them is alone, so every one goes through the worker.
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(5)
+
+        server.servers[0].get_loop().call_soon_threadsafe(hold)
+        assert held.wait(5)
+        for sock in sockets:
+            sock.sendall(request(PATHS.PREDICT, BODY))
+        time.sleep(0.05)
+        release.set()
+        for sock in sockets:
+            assert read_response(sock)[0] == 200
+            sock.close()
+        assert {thread for thread, _ in model.batches} == {"inference-worker"}
+        assert sum(rows for _, rows in model.batches) == 16 * len(ROWS)
