@@ -65,7 +65,9 @@ of any size, so one larger than the bound still runs.
 Under load inference runs only on the worker thread, never on the event loop, so health probes
 stay fast and torch is never called from two threads at once. A request with more rows
 than ``max_batch_size`` is split into chunks that run in consecutive batches and are joined again.
-A batch that raises fails only the requests in it, with :class:`BatchFailedError`.
+A batch that raises fails only the requests in it, with :class:`BatchFailedError`. A request
+whose caller is cancelled while it waits in the queue (``service.inference_protocol`` cancels it
+when its client disconnects) is dropped from the queue unrun.
 """
 
 from __future__ import annotations
@@ -341,19 +343,31 @@ class DynamicBatcher:
             f"requests in progress (MAX_QUEUED_ROWS={limit}); retry later"
         )
 
+    def _drop_abandoned(self) -> None:
+        # Called with the lock held. A caller that went away (its client disconnected and the
+        # HTTP protocol cancelled it) no longer wants its rows run: skip them, so they neither
+        # cost a forward pass nor hold queue places from the requests behind them. Reading a
+        # future's state from this thread races only with its cancellation, which at worst lets
+        # one abandoned job run (``_settle`` then ignores its result).
+        while self._queue and self._queue[0].future.cancelled():
+            self._queued_rows -= self._queue.popleft().rows
+
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
+            self._drop_abandoned()
             while not self._queue:
                 if self._closed:
                     return None
                 self._wanted = 1
                 self._cond.wait()
                 self._wanted = 0
+                self._drop_abandoned()
             first = self._queue.popleft()
             self._queued_rows -= first.rows
             batch, rows = [first], first.rows
             deadline = first.enqueued + self.batch_timeout_s
             while rows < self.max_batch_size:
+                self._drop_abandoned()
                 if self._queue:
                     candidate = self._queue[0]
                     if candidate.key != first.key or rows + candidate.rows > self.max_batch_size:

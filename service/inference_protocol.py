@@ -165,6 +165,10 @@ class InferenceEndpoints:
             self._write(cycle, status, media_type, body, headers, request_id)
         except _ClientGoneError:
             status = CLIENT_CLOSED_REQUEST
+        except asyncio.CancelledError:
+            if not cycle.disconnected:
+                raise  # uvicorn's shutdown gave up on it: a 500 in the log
+            status = CLIENT_CLOSED_REQUEST  # connection_lost cancelled it: the end of it
         finally:
             self.recorder.end(route, "POST", status, started)
 
@@ -283,6 +287,20 @@ class InferenceProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         # One set for the whole server: every connection's request tasks.
         self.endpoints.tasks = server_state.tasks
+        # The inference request this connection is serving (pipelined ones start one by one).
+        self._serving: asyncio.Task[None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's, then cancel the inference request whose client went away.
+
+        Its answer can no longer be delivered: cancelling it withdraws it from the batch queue
+        (``DynamicBatcher`` skips it unrun), so a client that gives up (a timeout, a retry
+        elsewhere) does not leave a forward pass and a queue place behind.
+        """
+        super().connection_lost(exc)
+        serving = self._serving
+        if serving is not None and not serving.done():
+            serving.cancel()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         scope = cycle.scope
@@ -295,6 +313,7 @@ class InferenceProtocol(HttpToolsProtocol):
                 task = self.loop.create_task(self.endpoints.serve(cycle, *matched))
                 task.add_done_callback(self.tasks.discard)
                 self.tasks.add(task)
+                self._serving = task
                 return
         super()._start_asgi_task(cycle, app)
 

@@ -337,3 +337,25 @@ async def test_a_failing_lone_request_fails_alone_and_frees_the_model() -> None:
     assert batcher._model_lock.acquire(blocking=False)  # released after the failure
     batcher._model_lock.release()
     assert batcher.close(5)
+
+
+async def test_a_cancelled_caller_is_dropped_from_the_queue_unrun() -> None:
+    model = RecordingModel()
+    batcher = make(model, max_batch_size=1, timeout=0.0)
+    model.release.clear()  # the first request holds the worker
+    first = asyncio.ensure_future(batcher.infer(rows(1)))
+    await asyncio.sleep(0.05)
+    abandoned = asyncio.ensure_future(batcher.infer(rows(2)))
+    kept = asyncio.ensure_future(batcher.infer(rows(3)))
+    await asyncio.sleep(0.05)
+    assert batcher.queued_rows == 2
+    abandoned.cancel()  # what the HTTP protocol does when its client disconnects
+    await asyncio.sleep(0)
+    model.release.set()
+    assert (await first)["y"].ravel().tolist() == [2]
+    assert (await kept)["y"].ravel().tolist() == [6]
+    assert abandoned.cancelled()
+    assert model.batches == [1, 1]  # the abandoned row never ran
+    assert batcher.queued_rows == 0
+    assert batcher.full_error() is None
+    assert batcher.close(5)

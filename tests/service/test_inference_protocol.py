@@ -36,6 +36,7 @@ from tests.service.conftest import settings_for, wait_ready
 from tests.service.served import HOST, SERVER_THREAD, serving
 
 BODY = json.dumps({"instances": ROWS.tolist()}).encode()
+ONE_ROW = json.dumps({"instances": ROWS[:1].tolist()}).encode()
 
 
 def request(path: str, body: bytes, *extra: str, length: int | None = None) -> bytes:
@@ -284,3 +285,49 @@ def test_lone_requests_run_on_the_loop_and_a_burst_on_many_connections_on_the_wo
             sock.close()
         assert {thread for thread, _ in model.batches} == {"inference-worker"}
         assert sum(rows for _, rows in model.batches) == 16 * len(ROWS)
+
+
+class HeldModel(ThreadRecordingModel):
+    """The recording model, whose batches wait for ``release`` once ``hold`` is set."""
+
+    def __init__(self, model_dir: Path) -> None:
+        super().__init__(model_dir)
+        self.hold = threading.Event()
+        self.release = threading.Event()
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.hold.is_set():
+            self.release.wait(5)
+        return super().forward(inputs)
+
+
+def test_a_client_that_leaves_while_queued_is_never_run(tiny_model_dir: Path) -> None:
+    model = HeldModel(tiny_model_dir)
+    app = create_app(settings_for(tiny_model_dir, max_batch_size=1), loader=lambda: model)
+    with serving(app) as (_, port):
+        wait_ready(app)
+        model.batches.clear()
+        model.hold.set()
+        busy, leaving = connect(port), connect(port)
+        busy.sendall(request(PATHS.PREDICT, ONE_ROW))  # holds the worker
+        time.sleep(0.1)
+        leaving.sendall(request(PATHS.PREDICT, ONE_ROW))
+        time.sleep(0.1)
+        batcher = service_runtime(app).batcher
+        assert batcher is not None
+        assert batcher.queued_rows == 1
+        leaving.close()  # the client gives up while its request waits in the queue
+        deadline = time.monotonic() + 5
+        while 'status="499"' not in metric_line(app, port, "inference_http_requests_total"):
+            assert time.monotonic() < deadline, "the abandoned request was never let go"
+            time.sleep(0.02)
+        model.release.set()
+        assert read_response(busy)[0] == 200
+        busy.close()
+        model.hold.clear()
+        with connect(port) as sock:
+            sock.sendall(request(PATHS.PREDICT, ONE_ROW))
+            assert read_response(sock)[0] == 200
+        # The busy request and the last one ran; the abandoned one never did.
+        assert [rows for _, rows in model.batches] == [1, 1]
+        assert batcher.queued_rows == 0
