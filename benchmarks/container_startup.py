@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import secrets
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmarks.report import write_section
+from benchmarks.startup import span
 from tools.container.engine import default_cli
 from tools.container.image import build_image
 from tools.container.local_registry import free_port
@@ -116,13 +116,6 @@ def docker_floor(image: str) -> DockerFloor:
     return DockerFloor(run_true, created - started, start)
 
 
-def _span(values: Sequence[float | None]) -> str:
-    known = [v for v in values if v is not None]
-    if not known:
-        return "-"
-    return f"{statistics.median(known):.2f} ({min(known):.2f}-{max(known):.2f})"
-
-
 def render(
     starts: list[ContainerStart], floors: list[DockerFloor], load: tuple[float, float, float]
 ) -> str:
@@ -144,10 +137,10 @@ def render(
     for label in labels:
         mine = [start for start in starts if start.label == label]
         lines.append(
-            f"| {label} | {_span([s.total_s for s in mine])} "
-            f"| {_span([s.run_returned_s for s in mine])} "
-            f"| {_span([s.process_started_s for s in mine])} "
-            f"| {_span([s.ready_in_process_s for s in mine])} |"
+            f"| {label} | {span([s.total_s for s in mine])} "
+            f"| {span([s.run_returned_s for s in mine])} "
+            f"| {span([s.process_started_s for s in mine])} "
+            f"| {span([s.ready_in_process_s for s in mine])} |"
         )
     lines += [
         "",
@@ -156,9 +149,9 @@ def render(
         "| what | s |",
         "|---|---|",
         "| `docker run --rm` (create, start, wait, remove) "
-        f"| {_span([f.run_true_s for f in floors])} |",
-        f"| `docker create` | {_span([f.create_s for f in floors])} |",
-        f"| `docker start` | {_span([f.start_s for f in floors])} |",
+        f"| {span([f.run_true_s for f in floors])} |",
+        f"| `docker create` | {span([f.create_s for f in floors])} |",
+        f"| `docker start` | {span([f.start_s for f in floors])} |",
         "",
         "- The process start is the kernel's start time of the container's first process: runc "
         "forks it, sets up the namespaces, mounts and seccomp, then it becomes Python, so "

@@ -145,8 +145,12 @@ def _median(values: list[float | None]) -> str:
     return f"{statistics.median(known):.2f}" if known else "-"
 
 
-def _span(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+def span(values: Sequence[float | None]) -> str:
+    """``median (lowest-highest)`` of the known values, in seconds; ``-`` if none is known."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    return f"{statistics.median(known):.2f} ({min(known):.2f}-{max(known):.2f})"
 
 
 def render_phases(
@@ -164,13 +168,13 @@ def render_phases(
     for name, what in PHASES:
         walls = [run[name][0] for run in phases]
         cpus = [run[name][1] for run in phases]
-        lines.append(f"| {name} | {what} | {_span(walls)} | {_span(cpus)} |")
+        lines.append(f"| {name} | {what} | {span(walls)} | {span(cpus)} |")
     total = [sum(wall for wall, _ in run.values()) for run in phases]
-    lines.append(f"| sum | | {_span(total)} | |")
+    lines.append(f"| sum | | {span(total)} | |")
     spawn = statistics.median(run.wall_s for run in ready)
     lines.append(
         f"| server spawn -> ready | the phases, plus uvicorn's start, the preload and "
-        f"model-loader threads, the probe | {_span([run.wall_s for run in ready])} | |"
+        f"model-loader threads, the probe | {span([run.wall_s for run in ready])} | |"
     )
     lines.append(
         f"| left after the phases | server start, threads, GIL handoffs, the "
@@ -202,7 +206,7 @@ def render(
     for label in labels:
         mine = [run for run in runs if run.label == label]
         lines.append(
-            f"| {label} | {_span([r.wall_s for r in mine])} | {_span([r.cpu_s for r in mine])} "
+            f"| {label} | {span([r.wall_s for r in mine])} | {span([r.cpu_s for r in mine])} "
             f"| {_median([r.web_imported_s for r in mine])} "
             f"| {_median([r.model_ready_s for r in mine])} |"
         )

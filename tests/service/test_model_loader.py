@@ -348,3 +348,23 @@ def test_s3_tampered_artifact_fails_the_sha_check(
     s3.put_object(Bucket=BUCKET, Key="tampered/model.pt2", Body=b"not a model")
     with pytest.raises(ModelLoadError, match=f"s3://{BUCKET}/tampered/model.pt2: sha256 is"):
         load_model(f"s3://{BUCKET}/tampered", "cpu", cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("platform", sorted(FORMATS.values()))
+def test_forward_moves_no_tensor_already_where_it_belongs(
+    model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    # Tensor.to releases the GIL even as a no-op, and taking it back on the inference worker
+    # costs up to a GIL switch interval while the event loop is busy (service.model_loader).
+    model = load_model(str(model_dirs[platform]), "cpu")
+    moves: list[torch.device | str] = []
+    original = torch.Tensor.to
+
+    def counting_to(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        moves.append(args[0] if args else kwargs.get("device", "?"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    outputs = model.forward(model.zero_batch(2))
+    assert moves == []
+    assert all(tensor.device.type == "cpu" for tensor in outputs.values())
