@@ -29,3 +29,12 @@ def write_section(name: str, markdown: str, results: Path = RESULTS) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     results.write_text(text)
+
+
+def read_section(name: str, results: Path = RESULTS) -> str | None:
+    """The text of the section called ``name`` in the results file, or ``None``."""
+    if not results.exists():
+        return None
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    found = re.search(re.escape(start) + r"(.*?)" + re.escape(end), results.read_text(), re.DOTALL)
+    return found.group(1) if found else None
