@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display: must precede pyplot's import
 import matplotlib.pyplot as plt
 
+from benchmarks.report import section_of
 from benchmarks.service_curve import servers_rows
 
 RESULTS: Final = Path(__file__).resolve().parent / "results.md"
@@ -49,12 +50,8 @@ def _number(text: str) -> float:
 
 def service_section(text: str) -> str:
     """The service benchmark's section of a results file (the whole text if it has none)."""
-    start, end = f"<!-- {_SECTION}:start -->", f"<!-- {_SECTION}:end -->"
-    begin = text.find(start)
-    if begin < 0:
-        return text
-    stop = text.find(end, begin)
-    return text[begin : stop if stop >= 0 else len(text)]
+    section = section_of(text, _SECTION)
+    return text if section is None else section
 
 
 def series_from_results(text: str) -> list[Series]:

@@ -16,11 +16,15 @@ _HEADER = (
 )
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
 def write_section(name: str, markdown: str, results: Path = RESULTS) -> None:
     """Replace (or append) the section called ``name`` in the results file with ``markdown``."""
     if not re.fullmatch(r"[a-z0-9-]+", name):
         raise ValueError(f"section name {name!r} must match [a-z0-9-]+")
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = _markers(name)
     block = f"{start}\n{markdown.strip()}\n{end}"
     text = results.read_text() if results.exists() else _HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
@@ -31,10 +35,20 @@ def write_section(name: str, markdown: str, results: Path = RESULTS) -> None:
     results.write_text(text)
 
 
-def read_section(name: str, results: Path = RESULTS) -> str | None:
-    """The text of the section called ``name`` in the results file, or ``None``."""
-    if not results.exists():
+def section_of(text: str, name: str) -> str | None:
+    """Section ``name`` of ``text``, from its start marker to its end marker (not included).
+
+    ``None`` if ``text`` has no such section; one whose end marker is missing runs to the end.
+    """
+    start, end = _markers(name)
+    begin = text.find(start)
+    if begin < 0:
         return None
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    found = re.search(re.escape(start) + r"(.*?)" + re.escape(end), results.read_text(), re.DOTALL)
-    return found.group(1) if found else None
+    stop = text.find(end, begin)
+    return text[begin : stop if stop >= 0 else len(text)]
+
+
+def read_section(name: str, results: Path = RESULTS) -> str | None:
+    """The text between the markers of section ``name`` in the results file, or ``None``."""
+    section = section_of(results.read_text(), name) if results.exists() else None
+    return None if section is None else section[len(_markers(name)[0]) :]

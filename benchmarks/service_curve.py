@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from benchmarks.report import section_of
+
 RESULTS: Final = Path(__file__).resolve().parent / "results.md"
 #: The rows the curve is read from (model, server, route as the Servers table spells them).
 CAPACITY_ROWS: Final = ("heavy", "ours", "predict")
@@ -43,12 +45,8 @@ CALIBRATION_SECTION: Final = "scaling-calibration"
 
 def calibration_text(text: str) -> str:
     """The calibration section of a results file, or the whole text when it has none."""
-    start, end = f"<!-- {CALIBRATION_SECTION}:start -->", f"<!-- {CALIBRATION_SECTION}:end -->"
-    begin = text.find(start)
-    if begin < 0:
-        return text
-    stop = text.find(end, begin)
-    return text[begin : stop if stop >= 0 else len(text)]
+    section = section_of(text, CALIBRATION_SECTION)
+    return text if section is None else section
 
 
 @dataclass(frozen=True)
