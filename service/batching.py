@@ -126,6 +126,14 @@ def _check_rows(outputs: Mapping[str, np.ndarray], rows: int) -> None:
             )
 
 
+def _batch_failure(exc: Exception, rows: int) -> BatchFailedError:
+    """Log a failed batch (with its traceback) and say what its requests fail with."""
+    logger.exception("batch of %d rows failed", rows)
+    if isinstance(exc, BatchFailedError):
+        return exc
+    return BatchFailedError(f"{type(exc).__name__}: {exc}")
+
+
 def _settle(results: list[tuple[asyncio.Future[Arrays], Arrays | BaseException]]) -> None:
     for future, result in results:
         if future.done():  # the caller went away (cancelled); nobody wants the result
@@ -415,10 +423,7 @@ class DynamicBatcher:
             outputs = dict(self._run_batch(job.inputs))
             _check_rows(outputs, job.rows)
         except Exception as exc:
-            logger.exception("batch of %d rows failed", job.rows)
-            if isinstance(exc, BatchFailedError):
-                raise
-            raise BatchFailedError(f"{type(exc).__name__}: {exc}") from exc
+            raise _batch_failure(exc, job.rows) from None
         finally:
             self._model_lock.release()
         self._observed(job.rows, time.perf_counter() - started)
@@ -461,12 +466,7 @@ class DynamicBatcher:
                 results.append((job.future, {n: a[offset:end] for n, a in outputs.items()}))
                 offset = end
         except Exception as exc:
-            logger.exception("batch of %d rows failed", rows)
-            error = (
-                exc
-                if isinstance(exc, BatchFailedError)
-                else BatchFailedError(f"{type(exc).__name__}: {exc}")
-            )
+            error = _batch_failure(exc, rows)
             results = [(job.future, error) for job in batch]
         else:
             self._observed(rows, time.perf_counter() - started)
