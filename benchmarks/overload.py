@@ -68,6 +68,7 @@ class CellResult:
     rss_before_mb: float
     rss_after_mb: float
     client_cores: float
+    mode: str = RETRY_STORM
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -162,6 +163,7 @@ def measure(
         before,
         after,
         float(tally["cpu_s"]) / seconds,
+        mode,
     )
 
 
@@ -241,7 +243,7 @@ def tuning_lines(cells: list[CellResult], limit: float = 2.0) -> list[str]:
     """
     saturation = cells[0]
     tried = [c for c in cells[1:] if "unbounded" not in c.label]
-    honoring = [c for c in tried if c.label.endswith(HONOR_LABEL)]
+    honoring = [c for c in tried if c.mode == HONOR_RETRY_AFTER]
     meeting = [c for c in honoring if c.ok_p99_ms <= limit * saturation.ok_p99_ms and c.lost == 0]
     lines = [
         f"- {c.label}: accepted p99 {c.ok_p99_ms / saturation.ok_p99_ms:.2f}x saturation's, "
