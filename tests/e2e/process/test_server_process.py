@@ -28,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 from service.contract import API_KEY_HEADER, PATHS, REQUEST_ID_HEADER, SHUTDOWN
 from service.model_loader import load_model
 from tests.conftest import MOTO_REGION, REPO_ROOT, aws_env
+from tests.service.api.payloads import binary_request
 from tools.local_server import LocalServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -50,28 +51,6 @@ def post(
         return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
-
-
-def binary_infer_body(rows: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    """A v2 request with the rows as binary tensor data, asking for binary outputs."""
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "pixels",
-                    "datatype": "FP32",
-                    "shape": list(rows.shape),
-                    "parameters": {"binary_data_size": rows.nbytes},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    headers = {
-        "Inference-Header-Content-Length": str(len(header)),
-        "Content-Type": "application/octet-stream",
-    }
-    return header + rows.astype("<f4").tobytes(), headers
 
 
 def predict_body(rows: np.ndarray) -> bytes:
@@ -203,7 +182,7 @@ def test_readiness_batching_and_sigterm_under_load(slow_model_dir: Path, tmp_pat
         heavy = np.tile(ROWS, (103, 1))[:512]
         in_flight = 16
         results: list[tuple[int, bytes, dict[str, str]]] = []
-        heavy_body, heavy_headers = binary_infer_body(heavy)
+        heavy_body, heavy_headers = binary_request(heavy)
         start = threading.Barrier(in_flight)
 
         def heavy_request() -> None:

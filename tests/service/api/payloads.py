@@ -50,7 +50,8 @@ def binary_request(
             "parameters": {"binary_data_output": binary_output},
         }
     ).encode()
-    return header + rows.tobytes(), {
+    # The binary extension's tensors are little-endian whatever the client machine.
+    return header + rows.astype("<f4").tobytes(), {
         "Inference-Header-Content-Length": str(len(header)),
         "Content-Type": "application/octet-stream",
     }
